@@ -1,0 +1,180 @@
+//! Extractors that turn every malformed input into our problem answers.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::de::DeserializeOwned;
+
+use crate::domain::{AppName, ResultId};
+use crate::error::{ApiError, ErrorCode};
+use crate::server::ApiContext;
+use crate::store::results::Precondition;
+
+/// Query parameters, parsed into `T`; malformed ones are a 400 `invalid-query` problem.
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(Query)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, format!("invalid query: {e}")))
+    }
+}
+
+/// Parses the `{id}` of a result path.
+pub fn result_id(raw: &str) -> Result<ResultId, ApiError> {
+    ResultId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidResultId, e.0))
+}
+
+/// Parses an app name, the configured default when absent.
+pub fn app_name(ctx: &ApiContext, raw: Option<&str>) -> Result<AppName, ApiError> {
+    match raw {
+        None => Ok(ctx.default_app().clone()),
+        Some(s) => AppName::parse(s).map_err(|e| ApiError::new(ErrorCode::InvalidApp, e.0)),
+    }
+}
+
+/// The client's IP address, when the server knows it.
+pub struct ClientAddr(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
+        ))
+    }
+}
+
+/// Reads a body up to `limit` bytes; longer bodies are a 413 naming the limit, before reading
+/// when `Content-Length` already says so.
+pub async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, Bytes), ApiError> {
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::too_large(limit));
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok((parts.headers, collected.to_bytes())),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::too_large(limit)),
+        Err(e) => Err(ApiError::new(
+            ErrorCode::InvalidBody,
+            format!("the body could not be read: {e}"),
+        )),
+    }
+}
+
+/// A JSON request body within the general body limit.
+pub struct JsonBody(pub Bytes);
+
+impl FromRequest<ApiContext> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, ctx: &ApiContext) -> Result<Self, Self::Rejection> {
+        let limit = ctx.settings().limits.body_bytes;
+        let (headers, bytes) = read_body(request, limit).await?;
+        require_json_media_type(&headers, false)?;
+        if headers.contains_key(CONTENT_ENCODING) {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "Content-Encoding is only accepted on PUT /results/{id}/value",
+            ));
+        }
+        Ok(Self(bytes))
+    }
+}
+
+impl JsonBody {
+    /// Parses the body into `T`.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        parse_json(&self.0)
+    }
+}
+
+/// Whether a media type is JSON (`application/json` or any `+json`).
+pub fn is_json_media_type(value: &str) -> bool {
+    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Refuses a body whose `Content-Type` is present and not JSON (415).
+pub fn require_json_media_type(headers: &HeaderMap, allow_holder: bool) -> Result<(), ApiError> {
+    let Some(ct) = headers.get(CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let ct = ct.to_str().unwrap_or("");
+    // curl -d sends this by default; the body is parsed as JSON either way.
+    let curl_default = ct.starts_with("application/x-www-form-urlencoded");
+    if is_json_media_type(ct) || curl_default || (allow_holder && ct.starts_with(crate::api::values::HOLDER_MEDIA_TYPE))
+    {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            format!("expected Content-Type application/json, got {ct:?}"),
+        ))
+    }
+}
+
+/// Parses JSON: syntax errors (and bad UTF-8, and nesting past 128) are 400 `invalid-json`,
+/// well-formed JSON of the wrong shape is 422 `invalid-body`.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let code = if e.is_data() {
+            ErrorCode::InvalidBody
+        } else {
+            ErrorCode::InvalidJson
+        };
+        ApiError::new(code, format!("invalid body: {e}"))
+    })
+}
+
+/// Reads `If-Match` / `If-None-Match: *` as a write precondition.
+pub fn write_precondition(headers: &HeaderMap) -> Result<Precondition, ApiError> {
+    if let Some(v) = headers.get(header::IF_MATCH) {
+        let v = v
+            .to_str()
+            .map_err(|_| ApiError::new(ErrorCode::InvalidHeader, "If-Match is not ASCII"))?;
+        return Ok(Precondition::IfMatch(etag_list(v)));
+    }
+    if let Some(v) = headers.get(header::IF_NONE_MATCH) {
+        if v.as_bytes().trim_ascii() == b"*" {
+            return Ok(Precondition::IfAbsent);
+        }
+        return Err(ApiError::new(
+            ErrorCode::InvalidHeader,
+            "on writes, If-None-Match only accepts * (create only)",
+        ));
+    }
+    Ok(Precondition::None)
+}
+
+/// The entity tags of an `If-Match` / `If-None-Match` list (weak tags compare by their value).
+pub fn etag_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .map(|t| t.strip_prefix("W/").unwrap_or(t).to_owned())
+        .collect()
+}
+
+/// Whether `If-None-Match` matches the current ETag (a GET then answers 304).
+pub fn none_match(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| etag_list(v).iter().any(|t| t == "*" || t == etag))
+}

@@ -1,0 +1,190 @@
+//! A result's metadata hash and children set.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+use super::extract::{JsonBody, Query, app_name, result_id};
+use super::results::{AppParam, not_found};
+use crate::domain::ResultId;
+use crate::error::{ApiError, ErrorCode, Problem};
+use crate::policy::TtlKind;
+use crate::server::ApiContext;
+use crate::store::results;
+
+/// Metadata: one JSON document per key.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(value_type = Object, example = json!({"priority": 5, "tags": ["a", "b"], "user": "alice"}))]
+pub struct MetadataBody(serde_json::Map<String, serde_json::Value>);
+
+/// Child ids of a result.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"ids": ["00000000-0000-4000-8000-000000000008", "00000000-0000-4000-8000-000000000009"]}))]
+pub struct ChildrenBody {
+    /// Result ids.
+    pub ids: Vec<String>,
+}
+
+fn metadata_json(fields: Vec<(String, Box<RawValue>)>) -> Json<serde_json::Map<String, serde_json::Value>> {
+    // Raw cells keep big integers exact: serialise through RawValue, not f64.
+    let mut map = serde_json::Map::new();
+    for (k, v) in fields {
+        let value = serde_json::from_str(v.get()).unwrap_or(serde_json::Value::Null);
+        map.insert(k, value);
+    }
+    Json(map)
+}
+
+/// Reads a result's metadata.
+#[utoipa::path(
+    get, path = "/results/{id}/metadata", tag = "results",
+    params(("id" = String, Path, description = "Result id", format = Uuid), AppParam),
+    responses(
+        (status = 200, description = "The metadata (empty when none was set)", body = MetadataBody),
+        (status = 400, description = "`invalid-result-id`, `invalid-app`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`result-not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_result_metadata(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    Query(params): Query<AppParam>,
+) -> Result<Json<serde_json::Map<String, serde_json::Value>>, ApiError> {
+    let id = result_id(&raw_id)?;
+    let app = app_name(&ctx, params.app.as_deref())?;
+    let fields = results::metadata(ctx.store(), &app, &id)
+        .await?
+        .ok_or_else(|| not_found(&app, &id))?;
+    Ok(metadata_json(fields))
+}
+
+/// Merges keys into a result's metadata; `null` removes a key.
+#[utoipa::path(
+    patch, path = "/results/{id}/metadata", tag = "results",
+    params(("id" = String, Path, description = "Result id", format = Uuid), AppParam),
+    request_body(content = MetadataBody, description = "Keys to set (any JSON) or remove (null)"),
+    responses(
+        (status = 200, description = "The metadata after the merge", body = MetadataBody),
+        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-json`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`result-not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-body`: not a JSON object", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn patch_result_metadata(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    Query(params): Query<AppParam>,
+    body: JsonBody,
+) -> Result<Json<serde_json::Map<String, serde_json::Value>>, ApiError> {
+    let id = result_id(&raw_id)?;
+    let app = app_name(&ctx, params.app.as_deref())?;
+    let changes = object_changes(&body)?;
+    let ttl = ctx.ttl().for_write(TtlKind::Result, None);
+    if !results::patch_metadata(ctx.store(), &app, &id, changes, ttl).await? {
+        return Err(not_found(&app, &id));
+    }
+    let fields = results::metadata(ctx.store(), &app, &id)
+        .await?
+        .ok_or_else(|| not_found(&app, &id))?;
+    Ok(metadata_json(fields))
+}
+
+/// Reads a JSON object body as field changes: a value to set (compact JSON) or `None` to remove.
+pub fn object_changes(body: &JsonBody) -> Result<Vec<(String, Option<Bytes>)>, ApiError> {
+    let object: std::collections::BTreeMap<String, Box<RawValue>> = body.parse().map_err(|e| {
+        if e.code() == ErrorCode::InvalidJson {
+            e
+        } else {
+            ApiError::new(ErrorCode::InvalidBody, "the body must be a JSON object")
+        }
+    })?;
+    Ok(object
+        .into_iter()
+        .map(|(k, v)| {
+            let text = v.get().trim();
+            if text == "null" {
+                (k, None)
+            } else {
+                (k, Some(Bytes::from(text.to_owned())))
+            }
+        })
+        .collect())
+}
+
+/// Lists a result's child ids.
+#[utoipa::path(
+    get, path = "/results/{id}/children", tag = "results",
+    params(("id" = String, Path, description = "Result id", format = Uuid), AppParam),
+    responses(
+        (status = 200, description = "Child ids, sorted", body = ChildrenBody),
+        (status = 400, description = "`invalid-result-id`, `invalid-app`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`result-not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_result_children(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    Query(params): Query<AppParam>,
+) -> Result<Json<ChildrenBody>, ApiError> {
+    let id = result_id(&raw_id)?;
+    let app = app_name(&ctx, params.app.as_deref())?;
+    if !results::exists(ctx.store(), &app, &id).await? {
+        return Err(not_found(&app, &id));
+    }
+    let ids = results::children(ctx.store(), &app, &id).await?;
+    Ok(Json(ChildrenBody {
+        ids: ids.iter().map(ToString::to_string).collect(),
+    }))
+}
+
+/// Adds children to a result and sets their `parent_id`.
+#[utoipa::path(
+    post, path = "/results/{id}/children", tag = "results",
+    params(("id" = String, Path, description = "Result id", format = Uuid), AppParam),
+    request_body(content = ChildrenBody),
+    responses(
+        (status = 200, description = "All child ids after the addition", body = ChildrenBody),
+        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-json`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`result-not-found`: the parent does not exist", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`self-child`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-body`: ids missing or not UUIDs", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn add_result_children(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    Query(params): Query<AppParam>,
+    body: JsonBody,
+) -> Result<Json<ChildrenBody>, ApiError> {
+    let id = result_id(&raw_id)?;
+    let app = app_name(&ctx, params.app.as_deref())?;
+    let input: ChildrenBody = body.parse()?;
+    let mut ids = Vec::with_capacity(input.ids.len());
+    for raw in &input.ids {
+        let child = ResultId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidBody, e.0))?;
+        if child == id {
+            return Err(ApiError::new(ErrorCode::SelfChild, "a result cannot be its own child"));
+        }
+        ids.push(child);
+    }
+    let ttl = ctx.ttl().for_write(TtlKind::Result, None);
+    if !results::add_children(ctx.store(), &app, &id, &ids, ttl).await? {
+        return Err(not_found(&app, &id));
+    }
+    let all = results::children(ctx.store(), &app, &id).await?;
+    Ok(Json(ChildrenBody {
+        ids: all.iter().map(ToString::to_string).collect(),
+    }))
+}

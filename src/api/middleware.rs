@@ -1,0 +1,105 @@
+//! Request ids, request timeouts and the problem answers for unknown routes.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::{ApiError, ErrorCode, LoggedError};
+use crate::server::ApiContext;
+
+/// The request id header, set on every response and propagated from requests.
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+tokio::task_local! {
+    static REQUEST_ID: String;
+}
+
+/// The id of the request being handled on this task, if any.
+pub fn current_request_id() -> Option<String> {
+    REQUEST_ID.try_with(Clone::clone).ok()
+}
+
+/// A fresh id: a per-process random prefix and a counter, unique across replicas.
+fn new_request_id() -> String {
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(1);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
+    format!("{prefix}-{}", COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Takes the client's `x-request-id` when it is sane, else makes one; runs the request with it
+/// in scope (problem bodies and logs carry it) and echoes it on the response.
+pub async fn request_id(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(new_request_id, str::to_owned);
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let started = Instant::now();
+    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+    let status = response.status().as_u16();
+    let code = response.extensions().get::<LoggedError>().map(|e| e.0.as_str());
+    tracing::debug!(request_id = %id, %method, path, status, code, elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    response
+}
+
+/// Whether a request is a wait, which has its own deadline instead of the request timeout.
+fn is_wait(method: &Method, uri: &Uri, prefer_wait: bool) -> bool {
+    let path = uri.path();
+    prefer_wait
+        || (method == Method::POST && path == "/results/wait")
+        || path.ends_with("/events")
+        || uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("wait=")))
+}
+
+/// Bounds every request but waits by `server.request_timeout_ms` (slow bodies included).
+pub async fn request_timeout(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
+    let prefer_wait = request
+        .headers()
+        .get_all("prefer")
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.contains("wait")));
+    if is_wait(request.method(), request.uri(), prefer_wait) {
+        return next.run(request).await;
+    }
+    let limit = Duration::from_millis(ctx.settings().server.request_timeout_ms);
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!("the request took longer than {} ms", limit.as_millis()),
+        )
+        .into_response(),
+    }
+}
+
+/// The answer for routes that do not exist.
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no route for {}", uri.path()))
+}
+
+/// The answer for a known route with an unsupported method.
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{} does not accept {method}", uri.path()),
+    )
+}
+
+/// Turns a panic into a 500 problem (the panic itself is logged by the hook).
+pub fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    ApiError::new(ErrorCode::Internal, "internal error; see the server log").into_response()
+}

@@ -1,0 +1,34 @@
+//! The HTTP edge: extract, call the store and policies, answer. No business rules here.
+
+pub mod docs;
+pub mod extract;
+pub mod health;
+pub mod metadata;
+pub mod middleware;
+pub mod openapi;
+pub mod results;
+pub mod values;
+pub mod wait;
+
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::server::ApiContext;
+
+/// Every documented route; routing and documentation are one chain, so a route cannot be
+/// served without being in the document.
+pub fn router() -> OpenApiRouter<ApiContext> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(
+            results::get_result,
+            results::put_result,
+            results::patch_result,
+            results::delete_result
+        ))
+        .routes(routes!(values::get_result_value, values::put_result_value))
+        .routes(routes!(metadata::get_result_metadata, metadata::patch_result_metadata))
+        .routes(routes!(metadata::get_result_children, metadata::add_result_children))
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+}

@@ -1,0 +1,449 @@
+//! Result records: `GET`/`PUT`/`PATCH`/`DELETE /results/{id}` and listing.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{ClientAddr, JsonBody, Query, app_name, none_match, result_id, write_precondition};
+use super::wait::{Probe, WaitEnd, wait_request, wait_until, watch_key};
+use crate::domain::{AppName, RecordPatch, ResultId, ResultRecord, ResultState};
+use crate::error::{ApiError, ErrorCode, Problem};
+use crate::policy::TtlKind;
+use crate::server::ApiContext;
+use crate::store::codec::{format_timestamp, parse_timestamp, to_micros};
+use crate::store::keys;
+use crate::store::results::{self, PatchOutcome, Precondition, PutOutcome, ResultView};
+
+/// A result record as the API shows it: mognet's 11 fields plus `app`, `done` and `ttl`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "id": "3f0c8a52-1f4e-4b7a-9d55-0e8f2b4c6a10", "app": "billing", "name": "invoices.render",
+    "state": "SUCCESS", "done": true, "number_of_starts": 1, "number_of_stops": 1,
+    "parent_id": null, "created": "2026-11-23T23:31:16.069966Z",
+    "started": "2026-11-23T23:31:16.089905Z", "finished": "2026-11-23T23:31:16.104517Z",
+    "node_id": "1234@worker-a", "request_kwargs_repr": "42", "ttl": 1814400
+}))]
+pub struct ResultBody {
+    /// The result id.
+    pub id: String,
+    /// The mognet app the result belongs to.
+    pub app: String,
+    /// Task name.
+    pub name: Option<String>,
+    /// Lifecycle state.
+    pub state: ResultState,
+    /// Whether the state is a ready state (SUCCESS, FAILURE, REVOKED, INVALID).
+    pub done: bool,
+    /// Starts and resumes so far.
+    pub number_of_starts: i64,
+    /// Suspensions and finishes so far.
+    pub number_of_stops: i64,
+    /// The parent result, for subtasks.
+    pub parent_id: Option<String>,
+    /// Submission time (RFC 3339, UTC).
+    pub created: Option<String>,
+    /// First start time.
+    pub started: Option<String>,
+    /// Finish time.
+    pub finished: Option<String>,
+    /// Worker node id.
+    pub node_id: Option<String>,
+    /// Debugging repr of the arguments.
+    pub request_kwargs_repr: Option<String>,
+    /// Seconds until the record expires; null when it never does.
+    pub ttl: Option<i64>,
+}
+
+impl ResultBody {
+    /// The API form of a record.
+    pub fn new(app: &AppName, view: &ResultView) -> Self {
+        let r = &view.record;
+        Self {
+            id: r.id.to_string(),
+            app: app.to_string(),
+            name: r.name.clone(),
+            state: r.state,
+            done: r.is_done(),
+            number_of_starts: r.number_of_starts,
+            number_of_stops: r.number_of_stops,
+            parent_id: r.parent_id.map(|p| p.to_string()),
+            created: r.created.as_ref().map(format_timestamp),
+            started: r.started.as_ref().map(format_timestamp),
+            finished: r.finished.as_ref().map(format_timestamp),
+            node_id: r.node_id.clone(),
+            request_kwargs_repr: r.request_kwargs_repr.clone(),
+            ttl: view.ttl,
+        }
+    }
+}
+
+/// Deserialises a present field (even `null`) as `Some(value)`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// Fields of a record to write; absent fields keep their value (PATCH) or default (PUT).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "invoices.render", "state": "RUNNING", "node_id": "1234@worker-a", "request_kwargs_repr": "42"}))]
+pub struct ResultInput {
+    /// Must equal the id in the path when given.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Task name.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    /// Lifecycle state.
+    #[serde(default)]
+    pub state: Option<ResultState>,
+    /// Start count (≥ 0).
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub number_of_starts: Option<i64>,
+    /// Stop count (≥ 0).
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    pub number_of_stops: Option<i64>,
+    /// Parent result id.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub parent_id: Option<Option<String>>,
+    /// Submission time, RFC 3339.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub created: Option<Option<String>>,
+    /// Start time, RFC 3339.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub started: Option<Option<String>>,
+    /// Finish time, RFC 3339.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub finished: Option<Option<String>>,
+    /// Worker node id.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub node_id: Option<Option<String>>,
+    /// Debugging repr of the arguments.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub request_kwargs_repr: Option<Option<String>>,
+}
+
+fn invalid(detail: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorCode::InvalidBody, detail)
+}
+
+fn timestamp(field: &str, v: Option<Option<String>>) -> Result<Option<Option<chrono::DateTime<Utc>>>, ApiError> {
+    v.map(|inner| {
+        inner
+            .map(|s| {
+                parse_timestamp(&s)
+                    .map(to_micros)
+                    .ok_or_else(|| invalid(format!("{field} must be an RFC 3339 timestamp, got {s:?}")))
+            })
+            .transpose()
+    })
+    .transpose()
+}
+
+fn counter(field: &str, v: Option<i64>) -> Result<Option<i64>, ApiError> {
+    match v {
+        Some(n) if n < 0 => Err(invalid(format!("{field} must not be negative"))),
+        other => Ok(other),
+    }
+}
+
+impl ResultInput {
+    /// Checks the body and turns it into a patch for the record `id`.
+    pub fn into_patch(self, id: &ResultId) -> Result<RecordPatch, ApiError> {
+        if let Some(body_id) = &self.id
+            && ResultId::parse(body_id).ok().as_ref() != Some(id)
+        {
+            return Err(invalid(format!("id {body_id:?} in the body does not match the path")));
+        }
+        let parent_id = self
+            .parent_id
+            .map(|p| {
+                p.map(|s| ResultId::parse(&s).map_err(|e| invalid(format!("parent_id: {}", e.0))))
+                    .transpose()
+            })
+            .transpose()?;
+        if parent_id == Some(Some(*id)) {
+            return Err(ApiError::new(ErrorCode::SelfChild, "a result cannot be its own parent"));
+        }
+        Ok(RecordPatch {
+            name: self.name,
+            state: self.state,
+            number_of_starts: counter("number_of_starts", self.number_of_starts)?,
+            number_of_stops: counter("number_of_stops", self.number_of_stops)?,
+            parent_id,
+            created: timestamp("created", self.created)?,
+            started: timestamp("started", self.started)?,
+            finished: timestamp("finished", self.finished)?,
+            node_id: self.node_id,
+            request_kwargs_repr: self.request_kwargs_repr,
+        })
+    }
+}
+
+/// `?app=` alone.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AppParam {
+    /// The mognet app (key prefix); the configured `default_app` when absent.
+    pub app: Option<String>,
+}
+
+/// Query of `GET /results/{id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GetResultParams {
+    /// The mognet app (key prefix); the configured `default_app` when absent.
+    pub app: Option<String>,
+    /// Hold the request up to this many seconds until the result is done (clamped to
+    /// `wait.max_seconds`). `Prefer: wait=N` does the same.
+    #[param(minimum = 0)]
+    pub wait: Option<f64>,
+}
+
+/// Query of `PUT`/`PATCH /results/{id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WriteResultParams {
+    /// The mognet app (key prefix); the configured `default_app` when absent.
+    pub app: Option<String>,
+    /// TTL in seconds for this write, clamped to `[ttl.min_seconds, ttl.max_seconds]`.
+    #[param(minimum = 0)]
+    pub ttl: Option<u64>,
+    /// PATCH only: allow moving a result out of a ready state.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Query of `DELETE /results/{id}`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteResultParams {
+    /// The mognet app (key prefix); the configured `default_app` when absent.
+    pub app: Option<String>,
+    /// Also delete the children, recursively.
+    #[serde(default)]
+    pub recursive: bool,
+}
+
+/// Answers a record with its ETag.
+pub fn record_response(status: StatusCode, app: &AppName, view: &ResultView) -> Response {
+    let mut response = (status, axum::Json(ResultBody::new(app, view))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&view.etag) {
+        response.headers_mut().insert(header::ETAG, v);
+    }
+    response
+}
+
+pub(crate) fn not_found(app: &AppName, id: &ResultId) -> ApiError {
+    ApiError::new(ErrorCode::ResultNotFound, format!("no result {id} in app {app}"))
+}
+
+/// Reads a result, or waits for it to be done.
+#[utoipa::path(
+    get, path = "/results/{id}", tag = "results",
+    params(("id" = String, Path, description = "Result id (a hyphenated UUID, any case)", format = Uuid), GetResultParams,
+           ("Prefer" = Option<String>, Header, description = "`wait=N`: long-poll like `?wait=N` (RFC 7240)"),
+           ("If-None-Match" = Option<String>, Header, description = "ETag list: 304 when the record still matches")),
+    responses(
+        (status = 200, description = "The record (when waiting: done, or the wait ran out; `done` tells)", body = ResultBody,
+         headers(("ETag" = String, description = "Strong ETag of the record"), ("Preference-Applied" = String, description = "The wait used, when `Prefer: wait` was sent"))),
+        (status = 304, description = "Not modified (If-None-Match matched)"),
+        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-query`, `invalid-header`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`result-not-found`: no such result, or it was deleted or expired during the wait", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too-many-waiters`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`, `waiters-exhausted`, `shutting-down`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_result(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    Query(params): Query<GetResultParams>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = result_id(&raw_id)?;
+    let app = app_name(&ctx, params.app.as_deref())?;
+    let wait = wait_request(&ctx, params.wait, &headers)?;
+    let store = ctx.store();
+    let view = match wait {
+        None => results::get(store, &app, &id)
+            .await?
+            .ok_or_else(|| not_found(&app, &id))?,
+        Some(wait) => {
+            let (_slot, watches) = watch_key(&ctx, client, &[keys::result(&app, &id)])?;
+            let end = wait_until(&ctx, watches, wait.duration, || async {
+                Ok(match results::get(store, &app, &id).await? {
+                    Some(v) if v.record.is_done() => Probe::Ready(v),
+                    Some(v) => Probe::Pending(v),
+                    None => Probe::Missing,
+                })
+            })
+            .await?;
+            match end {
+                WaitEnd::Done(v) => {
+                    let mut response = record_response(StatusCode::OK, &app, &v);
+                    if wait.from_prefer
+                        && let Ok(h) = HeaderValue::from_str(&wait.preference_applied())
+                    {
+                        response.headers_mut().insert("preference-applied", h);
+                    }
+                    return Ok(response);
+                }
+                WaitEnd::Missing => return Err(not_found(&app, &id)),
+            }
+        }
+    };
+    if none_match(&headers, &view.etag) {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        if let Ok(v) = HeaderValue::from_str(&view.etag) {
+            response.headers_mut().insert(header::ETAG, v);
+        }
+        return Ok(response);
+    }
+    Ok(record_response(StatusCode::OK, &app, &view))
+}
+
+/// Creates or replaces a result record.
+#[utoipa::path(
+    put, path = "/results/{id}", tag = "results",
+    params(("id" = String, Path, description = "Result id (a hyphenated UUID, any case)", format = Uuid), WriteResultParams,
+           ("If-Match" = Option<String>, Header, description = "Write only if the current ETag matches (412 otherwise)"),
+           ("If-None-Match" = Option<String>, Header, description = "`*`: create only (412 if it exists)")),
+    request_body(content = ResultInput, description = "All fields optional: state defaults to PENDING, counters to 0, created to now"),
+    responses(
+        (status = 201, description = "Created", body = ResultBody, headers(("ETag" = String, description = "Strong ETag of the record"))),
+        (status = 200, description = "Replaced", body = ResultBody, headers(("ETag" = String, description = "Strong ETag of the record"))),
+        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-query`, `invalid-header`, `invalid-json`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`self-child`: the record names itself as parent", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`precondition-failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-body`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_result(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    Query(params): Query<WriteResultParams>,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let id = result_id(&raw_id)?;
+    let app = app_name(&ctx, params.app.as_deref())?;
+    let precondition = write_precondition(&headers)?;
+    let patch = body.parse::<ResultInput>()?.into_patch(&id)?;
+    let now = to_micros(Utc::now());
+    let base = ResultRecord::pending(id, now);
+    // A PUT writes the fields as given: no lifecycle bookkeeping on top.
+    let record = RecordPatch {
+        state: None,
+        ..patch.clone()
+    }
+    .apply(
+        &ResultRecord {
+            state: patch.state.unwrap_or(ResultState::Pending),
+            ..base
+        },
+        now,
+        true,
+    )
+    .map_err(|e| ApiError::new(ErrorCode::IllegalTransition, e.to_string()))?;
+    let ttl = ctx.ttl().for_write(TtlKind::Result, params.ttl);
+    match results::put(ctx.store(), &app, &record, &precondition, ttl).await? {
+        PutOutcome::Created(view) => Ok(record_response(StatusCode::CREATED, &app, &view)),
+        PutOutcome::Replaced(view) => Ok(record_response(StatusCode::OK, &app, &view)),
+        PutOutcome::PreconditionFailed => Err(precondition_failed(&precondition)),
+    }
+}
+
+pub(crate) fn precondition_failed(p: &Precondition) -> ApiError {
+    let detail = match p {
+        Precondition::IfAbsent => "the resource already exists (If-None-Match: *)",
+        _ => "the resource's current ETag does not match If-Match",
+    };
+    ApiError::new(ErrorCode::PreconditionFailed, detail)
+}
+
+pub(crate) fn illegal(e: &crate::domain::TransitionError) -> ApiError {
+    ApiError::new(ErrorCode::IllegalTransition, e.to_string()).with_current_state(e.from.as_str())
+}
+
+/// Changes some fields of a result atomically (JSON merge patch).
+#[utoipa::path(
+    patch, path = "/results/{id}", tag = "results",
+    params(("id" = String, Path, description = "Result id (a hyphenated UUID, any case)", format = Uuid), WriteResultParams,
+           ("If-Match" = Option<String>, Header, description = "Write only if the current ETag matches (412 otherwise)")),
+    request_body(content = ResultInput, description = "Fields to change. A state change keeps mognet's bookkeeping (starts, stops, started, finished) unless those fields are given"),
+    responses(
+        (status = 200, description = "The record after the patch", body = ResultBody, headers(("ETag" = String, description = "Strong ETag of the record"))),
+        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-query`, `invalid-header`, `invalid-json`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`result-not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`illegal-transition` (with `current_state`), `self-child`", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`precondition-failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-body`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn patch_result(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    Query(params): Query<WriteResultParams>,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let id = result_id(&raw_id)?;
+    let app = app_name(&ctx, params.app.as_deref())?;
+    let precondition = write_precondition(&headers)?;
+    let patch = body.parse::<ResultInput>()?.into_patch(&id)?;
+    let ttl = ctx.ttl().for_write(TtlKind::Result, params.ttl);
+    let now = to_micros(Utc::now());
+    match results::patch(ctx.store(), &app, &id, &patch, params.force, &precondition, ttl, now).await? {
+        PatchOutcome::Patched(view) => Ok(record_response(StatusCode::OK, &app, &view)),
+        PatchOutcome::NotFound => Err(not_found(&app, &id)),
+        PatchOutcome::PreconditionFailed => Err(precondition_failed(&precondition)),
+        PatchOutcome::Illegal(e) => Err(illegal(&e)),
+    }
+}
+
+/// Deletes a result with its value, metadata and children keys.
+#[utoipa::path(
+    delete, path = "/results/{id}", tag = "results",
+    params(("id" = String, Path, description = "Result id (a hyphenated UUID, any case)", format = Uuid), DeleteResultParams),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-query`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`result-not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn delete_result(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    Query(params): Query<DeleteResultParams>,
+) -> Result<StatusCode, ApiError> {
+    let id = result_id(&raw_id)?;
+    let app = app_name(&ctx, params.app.as_deref())?;
+    if results::delete(ctx.store(), &app, &id, params.recursive).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(&app, &id))
+    }
+}

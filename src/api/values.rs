@@ -1,0 +1,307 @@
+//! Result values: `GET`/`PUT /results/{id}/value`, gzip passed through both ways.
+
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+
+use super::extract::{
+    ClientAddr, Query, app_name, parse_json, read_body, require_json_media_type, result_id, write_precondition,
+};
+use super::results::{ResultBody, illegal, not_found, precondition_failed, record_response};
+use super::wait::{Probe, WaitEnd, wait_request, wait_until, watch_key};
+use crate::domain::value::{ALLOWED_VALUE_TYPES, EXCEPTION_INFO_TYPE};
+use crate::domain::{ResultState, ValueHolder};
+use crate::error::{ApiError, ErrorCode, Problem};
+use crate::policy::{InflateError, TtlKind};
+use crate::server::ApiContext;
+use crate::store::codec::{encode_value, to_micros};
+use crate::store::keys;
+use crate::store::results::{self, StoreValueOutcome, ValueRead};
+
+/// The media type of a full value holder upload.
+pub const HOLDER_MEDIA_TYPE: &str = "application/vnd.mognet.value+json";
+
+/// mognet's value holder: the Python type and the value as JSON.
+#[derive(Debug, ToSchema)]
+#[schema(example = json!({"value_type": "builtins:dict", "raw_value": {"total": 42.5}}))]
+#[allow(dead_code)]
+pub struct ValueHolderBody {
+    /// `module:Class` of the value. Uploads accept `builtins:NoneType|bool|int|float|str|list|dict`
+    /// and `mognet.model.result:_ExceptionInfo`.
+    value_type: String,
+    /// The value; for exceptions `{"name","message","traceback"}`.
+    #[schema(value_type = Object)]
+    raw_value: serde_json::Value,
+}
+
+/// Query of `GET /results/{id}/value`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct GetValueParams {
+    /// The mognet app (key prefix); the configured `default_app` when absent.
+    pub app: Option<String>,
+    /// Hold the request up to this many seconds until the result is done.
+    #[param(minimum = 0)]
+    pub wait: Option<f64>,
+}
+
+/// Query of `PUT /results/{id}/value`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PutValueParams {
+    /// The mognet app (key prefix); the configured `default_app` when absent.
+    pub app: Option<String>,
+    /// Complete the result in the same atomic step: SUCCESS, FAILURE, REVOKED or INVALID.
+    pub state: Option<ResultState>,
+    /// TTL in seconds of the record (the value's TTL is never longer).
+    #[param(minimum = 0)]
+    pub ttl: Option<u64>,
+}
+
+fn accepts_gzip(headers: &HeaderMap) -> bool {
+    headers.get_all(ACCEPT_ENCODING).iter().any(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',').any(|part| {
+                let mut it = part.split(';');
+                let coding = it.next().unwrap_or("").trim();
+                let refused = it.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+                (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
+            })
+        })
+    })
+}
+
+/// Reads a result's value holder, or waits for the result to be done first.
+#[utoipa::path(
+    get, path = "/results/{id}/value", tag = "values",
+    params(("id" = String, Path, description = "Result id (a hyphenated UUID, any case)", format = Uuid), GetValueParams,
+           ("Prefer" = Option<String>, Header, description = "`wait=N`: long-poll like `?wait=N`"),
+           ("Accept-Encoding" = Option<String>, Header, description = "With `gzip`, a gzip-stored value goes out as stored")),
+    responses(
+        (status = 200, description = "The value holder (with `Content-Encoding: gzip` when stored so and accepted)", body = ValueHolderBody),
+        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-query`, `invalid-header`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`result-not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`result-not-ready`: the result is not done (or the wait ran out)", body = Problem, content_type = "application/problem+json"),
+        (status = 410, description = "`value-expired`: done, but the value is gone", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too-many-waiters`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`corrupt-data`: the stored value cannot be read", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`, `waiters-exhausted`, `shutting-down`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_result_value(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    Query(params): Query<GetValueParams>,
+    ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = result_id(&raw_id)?;
+    let app = app_name(&ctx, params.app.as_deref())?;
+    let wait = wait_request(&ctx, params.wait, &headers)?;
+    let store = ctx.store();
+    let read = match wait {
+        None => results::get_value(store, &app, &id).await?,
+        Some(wait) => {
+            let (_slot, watches) = watch_key(&ctx, client, &[keys::result(&app, &id)])?;
+            let end = wait_until(&ctx, watches, wait.duration, || async {
+                Ok(match results::get_value(store, &app, &id).await? {
+                    ValueRead::NotFound => Probe::Missing,
+                    r @ ValueRead::NotReady(_) => Probe::Pending(r),
+                    r => Probe::Ready(r),
+                })
+            })
+            .await?;
+            match end {
+                WaitEnd::Done(r) => r,
+                WaitEnd::Missing => ValueRead::NotFound,
+            }
+        }
+    };
+    let (view, stored) = match read {
+        ValueRead::NotFound => return Err(not_found(&app, &id)),
+        ValueRead::NotReady(v) => {
+            return Err(ApiError::new(
+                ErrorCode::ResultNotReady,
+                format!("result {id} is {}; its value is not there yet", v.record.state),
+            )
+            .with_current_state(v.record.state.as_str()));
+        }
+        ValueRead::Expired(v) => {
+            return Err(ApiError::new(
+                ErrorCode::ValueExpired,
+                format!(
+                    "result {id} is {} but its value expired or was never stored",
+                    v.record.state
+                ),
+            ));
+        }
+        ValueRead::Value(view, stored) => (view, stored),
+    };
+    let (body, gzip) = if stored.gzip && accepts_gzip(&headers) {
+        (stored.contents, true)
+    } else if stored.gzip {
+        let plain = ctx.compression().inflate(&stored.contents).await.map_err(|e| {
+            ApiError::new(ErrorCode::CorruptData, "the stored value cannot be inflated")
+                .with_internal(format!("{}: {e}", keys::value(&app, &id)))
+        })?;
+        (Bytes::from(plain), false)
+    } else {
+        (stored.contents, false)
+    };
+    let mut response = Response::new(Body::from(body));
+    let h = response.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(VARY, HeaderValue::from_static("accept-encoding"));
+    if gzip {
+        h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if let Some(w) = wait.filter(|w| w.from_prefer)
+        && let Ok(v) = HeaderValue::from_str(&w.preference_applied())
+    {
+        h.insert("preference-applied", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&view.etag) {
+        h.insert("x-result-etag", v);
+    }
+    Ok(response)
+}
+
+/// Checks an uploaded holder: allowed types only, and exception records lose any pickle.
+fn checked_holder(raw: &[u8]) -> Result<String, ApiError> {
+    let holder: ValueHolder = parse_json(raw)?;
+    if !ALLOWED_VALUE_TYPES.contains(&holder.value_type.as_str()) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
+            format!(
+                "value_type {:?} is not accepted; use one of {}",
+                holder.value_type,
+                ALLOWED_VALUE_TYPES.join(", ")
+            ),
+        ));
+    }
+    if holder.value_type != EXCEPTION_INFO_TYPE {
+        return Ok(holder.to_json());
+    }
+    #[derive(Deserialize)]
+    struct ExceptionInfo {
+        name: String,
+        message: String,
+        traceback: String,
+    }
+    let info: ExceptionInfo = serde_json::from_str(holder.raw_value.get()).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidBody,
+            format!("an exception value needs string name, message and traceback: {e}"),
+        )
+    })?;
+    let raw_value = serde_json::json!({
+        "name": info.name, "message": info.message, "traceback": info.traceback,
+        "raw_data": null, "raw_data_encoding": null,
+    });
+    Ok(format!(
+        "{{\"value_type\":\"{EXCEPTION_INFO_TYPE}\",\"raw_value\":{raw_value}}}"
+    ))
+}
+
+/// Stores a result's value and, with `?state=`, completes the result in the same step.
+#[utoipa::path(
+    put, path = "/results/{id}/value", tag = "values",
+    params(("id" = String, Path, description = "Result id (a hyphenated UUID, any case)", format = Uuid), PutValueParams,
+           ("If-Match" = Option<String>, Header, description = "Write only if the record's current ETag matches"),
+           ("Content-Encoding" = Option<String>, Header, description = "`gzip` uploads are inflated (bounded by `compression.max_inflated_bytes`) and checked")),
+    request_body(content = serde_json::Value, description = "Any JSON (stored as the matching `builtins:` type), or with `Content-Type: application/vnd.mognet.value+json` a full holder",
+        content_type = "application/json", example = json!({"total": 42.5})),
+    responses(
+        (status = 200, description = "Stored; the record as it is now", body = ResultBody, headers(("ETag" = String, description = "Strong ETag of the record"))),
+        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-query`, `invalid-json` (also bad gzip)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`result-not-found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`illegal-transition`: the result is already in another ready state", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`precondition-failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload-too-large`: over `limits.value_body_bytes`, or inflating past the cap", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-body`: a holder of a refused type or shape", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn put_result_value(
+    State(ctx): State<ApiContext>,
+    Path(raw_id): Path<String>,
+    Query(params): Query<PutValueParams>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let id = result_id(&raw_id)?;
+    let app = app_name(&ctx, params.app.as_deref())?;
+    if let Some(state) = params.state.filter(|s| !s.is_done()) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("state={state} is not a ready state; use SUCCESS, FAILURE, REVOKED or INVALID"),
+        ));
+    }
+    let limit = ctx.settings().limits.value_body_bytes;
+    let (headers, body) = read_body(request, limit).await?;
+    let precondition = write_precondition(&headers)?;
+    require_json_media_type(&headers, true)?;
+    let body = match headers.get(CONTENT_ENCODING).map(|v| v.as_bytes()) {
+        None => body,
+        Some(b"gzip" | b"x-gzip") => Bytes::from(ctx.compression().inflate(&body).await.map_err(|e| match e {
+            InflateError::TooLarge { limit } => ApiError::too_large(limit),
+            InflateError::Invalid(_) => {
+                ApiError::new(ErrorCode::InvalidJson, "the gzip body is not a valid gzip stream")
+            }
+        })?),
+        Some(b"identity") => body,
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                format!(
+                    "Content-Encoding {:?} is not accepted; use gzip",
+                    String::from_utf8_lossy(other)
+                ),
+            ));
+        }
+    };
+    let is_holder = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with(HOLDER_MEDIA_TYPE));
+    let holder_json = if is_holder {
+        checked_holder(&body)?
+    } else {
+        let raw: Box<RawValue> = parse_json(&body)?;
+        ValueHolder::from_json(raw).to_json()
+    };
+    let compression = ctx.compression();
+    let (contents, gzip) = if compression.should_compress(holder_json.len()) {
+        (Bytes::from(compression.compress(holder_json.as_bytes()).await), true)
+    } else {
+        (Bytes::from(holder_json), false)
+    };
+    let result_ttl = ctx.ttl().for_write(TtlKind::Result, params.ttl);
+    let value_ttl = ctx.ttl().value_for_result(params.ttl);
+    let now = to_micros(Utc::now());
+    let outcome = results::store_value(
+        ctx.store(),
+        &app,
+        &id,
+        encode_value(contents, gzip),
+        params.state,
+        &precondition,
+        result_ttl,
+        value_ttl,
+        now,
+    )
+    .await?;
+    match outcome {
+        StoreValueOutcome::Stored(view) => Ok(record_response(StatusCode::OK, &app, &view).into_response()),
+        StoreValueOutcome::NotFound => Err(not_found(&app, &id)),
+        StoreValueOutcome::Illegal(e) => Err(illegal(&e)),
+        StoreValueOutcome::PreconditionFailed => Err(precondition_failed(&precondition)),
+    }
+}

@@ -1,0 +1,218 @@
+//! Long-poll waiting: hold a request until its resource changes the way it asked, or time out.
+//!
+//! The order of steps is what makes this correct: register interest in the key, *then* read it.
+//! A change that lands between the read and the sleep has already bumped the key's channel, so
+//! the sleep ends at once and the waiter reads again. Every wake re-reads the store; a
+//! notification only says "look again", never what changed, so a missed or duplicated
+//! notification cannot produce a wrong answer, only an extra read.
+//!
+//! A wait ends with the resource when it is ready, with the last seen resource at the deadline
+//! (clamped to `wait.max_seconds`) or at shutdown, and with a 404 when a resource seen during the
+//! wait disappears (deleted or expired). Dropping the request (client gone) drops the watch, so
+//! no waiter outlives its connection.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::http::HeaderMap;
+use tokio::time::Instant;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::server::ApiContext;
+use crate::store::{KeyWatch, ResultStore};
+
+/// What one look at a waited resource found.
+pub enum Probe<T> {
+    /// The resource is as the waiter wants: answer now.
+    Ready(T),
+    /// Not yet: keep waiting, answer this at the deadline.
+    Pending(T),
+    /// The resource does not exist (now).
+    Missing,
+}
+
+/// How a wait ended.
+pub enum WaitEnd<T> {
+    /// Ready, or the deadline or shutdown came with this as the last look.
+    Done(T),
+    /// The resource never existed or vanished during the wait.
+    Missing,
+}
+
+/// The wait a request asked for: `?wait=N` or `Prefer: wait=N`, clamped to the maximum.
+#[derive(Debug, Clone, Copy)]
+pub struct WaitRequest {
+    /// How long to hold the request.
+    pub duration: Duration,
+    /// Whether it came from `Prefer` (the answer then carries `Preference-Applied`).
+    pub from_prefer: bool,
+}
+
+impl WaitRequest {
+    /// The `Preference-Applied` value of the wait used.
+    pub fn preference_applied(&self) -> String {
+        format!("wait={}", self.duration.as_secs())
+    }
+}
+
+/// Reads `?wait=` (seconds, fractions allowed) or `Prefer: wait=` from a request.
+pub fn wait_request(
+    ctx: &ApiContext,
+    query_wait: Option<f64>,
+    headers: &HeaderMap,
+) -> Result<Option<WaitRequest>, ApiError> {
+    let max = Duration::from_secs(ctx.settings().wait.max_seconds);
+    let clamp = |secs: f64| -> Result<Duration, ApiError> {
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                "wait must be a number of seconds ≥ 0",
+            ));
+        }
+        Ok(Duration::from_secs_f64(secs.min(max.as_secs_f64())))
+    };
+    if let Some(secs) = query_wait {
+        return Ok(Some(WaitRequest {
+            duration: clamp(secs)?,
+            from_prefer: false,
+        }));
+    }
+    for value in headers.get_all("prefer") {
+        let Ok(value) = value.to_str() else { continue };
+        for pref in value.split(',') {
+            let pref = pref.trim();
+            if let Some(v) = pref.strip_prefix("wait=") {
+                let secs: f64 = v.trim().parse().map_err(|_| {
+                    ApiError::new(ErrorCode::InvalidHeader, "Prefer: wait= must be a number of seconds")
+                })?;
+                return Ok(Some(WaitRequest {
+                    duration: clamp(secs)?,
+                    from_prefer: true,
+                }));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Caps on held waits, global and per client address.
+#[derive(Default)]
+pub struct WaitLimiter {
+    held: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    max_total: usize,
+    max_per_client: usize,
+}
+
+/// A held wait slot; dropping it frees the slot.
+pub struct WaitSlot {
+    limiter: Arc<WaitLimiter>,
+    client: Option<IpAddr>,
+}
+
+impl WaitLimiter {
+    /// A limiter with the given caps.
+    pub fn new(max_total: usize, max_per_client: usize) -> Self {
+        Self {
+            held: Mutex::new((0, HashMap::new())),
+            max_total,
+            max_per_client,
+        }
+    }
+
+    /// Takes a slot, or answers 503 (server full) / 429 (this client holds too many).
+    pub fn acquire(self: &Arc<Self>, client: Option<IpAddr>) -> Result<WaitSlot, ApiError> {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.0 >= self.max_total {
+            return Err(ApiError::new(
+                ErrorCode::WaitersExhausted,
+                format!("the server already holds {} waits", self.max_total),
+            )
+            .with_retry_after(1));
+        }
+        if let Some(ip) = client {
+            let n = held.1.entry(ip).or_insert(0);
+            if *n >= self.max_per_client {
+                return Err(ApiError::new(
+                    ErrorCode::TooManyWaiters,
+                    format!("this client already holds {} waits", self.max_per_client),
+                )
+                .with_retry_after(1));
+            }
+            *n += 1;
+        }
+        held.0 += 1;
+        Ok(WaitSlot {
+            limiter: Arc::clone(self),
+            client,
+        })
+    }
+
+    /// Waits held now.
+    pub fn held(&self) -> usize {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner).0
+    }
+}
+
+impl Drop for WaitSlot {
+    fn drop(&mut self) {
+        let mut held = self.limiter.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.0 = held.0.saturating_sub(1);
+        if let Some(ip) = self.client
+            && let Some(n) = held.1.get_mut(&ip)
+        {
+            *n -= 1;
+            if *n == 0 {
+                held.1.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Holds until `probe` finds the resource ready, it vanishes, the deadline passes or the server
+/// shuts down; re-probes whenever any key in `watches` changes.
+pub async fn wait_until<T, F, Fut>(
+    ctx: &ApiContext,
+    mut watches: Vec<KeyWatch>,
+    duration: Duration,
+    mut probe: F,
+) -> Result<WaitEnd<T>, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Probe<T>, ApiError>>,
+{
+    let deadline = Instant::now() + duration;
+    let shutdown = ctx.shutdown_token();
+    let mut last: Option<T> = None;
+    loop {
+        match probe().await? {
+            Probe::Ready(t) => return Ok(WaitEnd::Done(t)),
+            Probe::Pending(t) => last = Some(t),
+            Probe::Missing if last.is_some() => return Ok(WaitEnd::Missing),
+            Probe::Missing => {}
+        }
+        let any_change = futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+        tokio::select! {
+            _ = any_change => {}
+            () = tokio::time::sleep_until(deadline) => break,
+            () = shutdown.cancelled() => break,
+        }
+    }
+    Ok(last.map_or(WaitEnd::Missing, WaitEnd::Done))
+}
+
+/// Registers a waiter on `key` after taking a slot; the slot is freed with the returned guard.
+pub fn watch_key(
+    ctx: &ApiContext,
+    client: Option<IpAddr>,
+    keys: &[String],
+) -> Result<(WaitSlot, Vec<KeyWatch>), ApiError> {
+    if ctx.shutdown_token().is_cancelled() {
+        return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down").with_retry_after(1));
+    }
+    let slot = ctx.wait_limiter().acquire(client)?;
+    let hub = ctx.store().changes();
+    Ok((slot, keys.iter().map(|k| hub.watch(k)).collect()))
+}

@@ -1,0 +1,408 @@
+//! Settings: `config/default.toml` built in, then the `RESULTD_CONFIG` file, then `RESULTD_*`.
+//!
+//! Unknown keys and bad values stop startup with a message that names the key, so a typo in a
+//! deployment never silently falls back to a default.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The built-in defaults, which double as the settings reference.
+pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
+
+/// Every setting of the service.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Store URL: `memory://`, `redis://`, `rediss://`, `redis-sentinel://`, `redis-cluster://`.
+    pub store: String,
+    /// App used when a request names none.
+    pub default_app: String,
+    /// Expiry of each kind of key.
+    pub ttl: TtlSettings,
+    /// Value compression.
+    pub compression: CompressionSettings,
+    /// Request body limits.
+    pub limits: LimitSettings,
+    /// Long-poll limits.
+    pub wait: WaitSettings,
+    /// Per-app state behaviour.
+    pub state: StateSettings,
+    /// Redis connection behaviour.
+    pub redis: RedisSettings,
+    /// HTTP server behaviour.
+    pub server: ServerSettings,
+    /// Logging.
+    pub log: LogSettings,
+    /// Bearer-token authentication.
+    pub auth: AuthSettings,
+}
+
+/// Key expiry, in seconds (0 = no expiry).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TtlSettings {
+    /// Result hash, metadata and children.
+    pub result_seconds: u64,
+    /// Value hash.
+    pub value_seconds: u64,
+    /// State hash.
+    pub state_seconds: u64,
+    /// Smallest accepted `?ttl=`.
+    pub min_seconds: u64,
+    /// Largest accepted `?ttl=`.
+    pub max_seconds: u64,
+}
+
+impl Default for TtlSettings {
+    fn default() -> Self {
+        Self {
+            result_seconds: 1_814_400,
+            value_seconds: 604_800,
+            state_seconds: 7_200,
+            min_seconds: 1,
+            max_seconds: 31_536_000,
+        }
+    }
+}
+
+/// Value compression.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompressionSettings {
+    /// Whether values are gzipped at all.
+    pub enabled: bool,
+    /// Threshold in bytes of holder JSON.
+    pub min_bytes: usize,
+    /// gzip level 1..=9.
+    pub level: u8,
+    /// Inflation cap in bytes.
+    pub max_inflated_bytes: usize,
+}
+
+impl Default for CompressionSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_bytes: 256,
+            level: 6,
+            max_inflated_bytes: 64 << 20,
+        }
+    }
+}
+
+/// Request body limits in bytes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitSettings {
+    /// Records, metadata, children, state.
+    pub body_bytes: usize,
+    /// Value uploads, before inflation.
+    pub value_body_bytes: usize,
+}
+
+/// Long-poll limits.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WaitSettings {
+    /// Longest wait in seconds.
+    pub max_seconds: u64,
+    /// Most waits held at once.
+    pub max_waiters: usize,
+    /// Most waits held at once per client address.
+    pub max_waiters_per_client: usize,
+}
+
+/// Per-app state behaviour.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    /// Refresh the TTL on reads.
+    pub refresh_on_read: bool,
+}
+
+/// Redis connection behaviour.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Per-command timeout in ms.
+    pub command_timeout_ms: u64,
+    /// Connect timeout in ms.
+    pub connect_timeout_ms: u64,
+    /// Reconnect back-off cap in ms.
+    pub reconnect_max_delay_ms: u64,
+    /// Pool size.
+    pub pool_size: usize,
+    /// Enable keyspace notifications at startup.
+    pub configure_notifications: bool,
+    /// Poll interval in ms when notifications are unavailable.
+    pub poll_interval_ms: u64,
+    /// PEM CA bundle for TLS.
+    pub tls_ca_file: String,
+}
+
+/// HTTP server behaviour.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Request timeout in ms (waits excepted).
+    pub request_timeout_ms: u64,
+    /// Shutdown grace period in ms.
+    pub shutdown_grace_ms: u64,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// tracing filter directive.
+    pub filter: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Bearer-token authentication.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Accepted tokens; empty disables authentication.
+    pub tokens: Vec<TokenSettings>,
+    /// Whether `/health/*` and `/metrics` need a token too.
+    pub protect_operations: bool,
+}
+
+/// One accepted bearer token.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// Lowercase hex SHA-256 of the token.
+    pub sha256: String,
+    /// Apps it may touch; `*` for all.
+    pub apps: Vec<String>,
+    /// `read` or `write` (write includes read).
+    pub scope: TokenScope,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenScope {
+    /// GET and waits.
+    Read,
+    /// Everything.
+    Write,
+}
+
+/// Settings could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A layer failed to parse or a key is unknown or mistyped.
+    #[error("invalid configuration: {0}")]
+    Figment(#[from] Box<figment::Error>),
+    /// A value parsed but is out of range.
+    #[error("invalid configuration: {key}: {message}")]
+    Invalid {
+        /// The dotted key.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Settings {
+    /// Loads the layers from the process environment.
+    pub fn load() -> Result<Self, ConfigError> {
+        Self::from_figment(Self::figment())
+    }
+
+    /// The layered figment, before extraction (tests add layers on top).
+    pub fn figment() -> Figment {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+        if let Ok(path) = std::env::var("RESULTD_CONFIG") {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment.merge(Env::prefixed("RESULTD_").ignore(&["CONFIG"]).split("__"))
+    }
+
+    /// Extracts and validates settings from a figment.
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let settings: Self = figment.extract().map_err(Box::new)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The built-in defaults alone.
+    pub fn defaults() -> Result<Self, ConfigError> {
+        Self::from_figment(Figment::from(Toml::string(DEFAULT_TOML)))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if crate::domain::AppName::parse(&self.default_app).is_err() {
+            return invalid("default_app", "must match [A-Za-z0-9_.:-]{1,128}");
+        }
+        if !matches!(
+            self.store.split_once("://").map(|(s, _)| s),
+            Some("memory" | "redis" | "rediss" | "redis-sentinel" | "redis-cluster")
+        ) {
+            return invalid(
+                "store",
+                "must start with memory://, redis://, rediss://, redis-sentinel:// or redis-cluster://",
+            );
+        }
+        if self.ttl.min_seconds == 0 || self.ttl.min_seconds > self.ttl.max_seconds {
+            return invalid("ttl.min_seconds", "must be at least 1 and at most ttl.max_seconds");
+        }
+        if self.ttl.max_seconds > i64::MAX as u64 / 1000 {
+            return invalid("ttl.max_seconds", "is too large");
+        }
+        if !(1..=9).contains(&self.compression.level) {
+            return invalid("compression.level", "must be 1 to 9");
+        }
+        if self.compression.max_inflated_bytes == 0 {
+            return invalid("compression.max_inflated_bytes", "must be positive");
+        }
+        if self.limits.body_bytes == 0 || self.limits.value_body_bytes == 0 {
+            return invalid("limits", "body limits must be positive");
+        }
+        if self.wait.max_waiters == 0 || self.wait.max_waiters_per_client == 0 {
+            return invalid("wait.max_waiters", "must be positive");
+        }
+        if self.redis.command_timeout_ms == 0 {
+            return invalid(
+                "redis.command_timeout_ms",
+                "must be positive: a Redis outage must answer 503 in bounded time",
+            );
+        }
+        if self.redis.pool_size == 0 {
+            return invalid("redis.pool_size", "must be positive");
+        }
+        if self.redis.poll_interval_ms == 0 {
+            return invalid("redis.poll_interval_ms", "must be positive");
+        }
+        for token in &self.auth.tokens {
+            if token.sha256.len() != 64 || !token.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return invalid(
+                    "auth.tokens.sha256",
+                    "must be 64 hex digits (resultd hash-token prints it)",
+                );
+            }
+            if token.apps.is_empty() {
+                return invalid("auth.tokens.apps", "must name at least one app or \"*\"");
+            }
+        }
+        Ok(())
+    }
+
+    /// The store URL with any password replaced by `***`.
+    pub fn store_redacted(&self) -> String {
+        redact_url(&self.store)
+    }
+
+    /// The effective settings as TOML, with secrets redacted.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut copy = self.clone();
+        copy.store = copy.store_redacted();
+        toml::to_string_pretty(&copy).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
+    }
+}
+
+impl fmt::Debug for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("store", &self.store_redacted())
+            .field("default_app", &self.default_app)
+            .field("ttl", &self.ttl)
+            .field("compression", &self.compression)
+            .field("limits", &self.limits)
+            .field("wait", &self.wait)
+            .field("redis", &self.redis)
+            .field("server", &self.server)
+            .field("auth_tokens", &self.auth.tokens.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host` with `***`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = match rest.find(['/', '?']) {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            if userinfo.contains(':') {
+                format!("{scheme}://{user}:***@{host}{tail}")
+            } else {
+                // A lone userinfo is a password in redis:// URLs ("redis://secret@host").
+                format!("{scheme}://***@{host}{tail}")
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_built_in_defaults_load() {
+        let s = Settings::defaults().unwrap();
+        assert_eq!(s.store, "memory://");
+        assert_eq!(s.ttl.result_seconds, 1_814_400);
+        assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let f = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string("[redis]\ncommand_timeout = 5"));
+        let err = Settings::from_figment(f).unwrap_err().to_string();
+        assert!(err.contains("command_timeout"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_are_refused_by_name() {
+        let f = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string("[compression]\nlevel = 12"));
+        let err = Settings::from_figment(f).unwrap_err().to_string();
+        assert!(err.contains("compression.level"), "{err}");
+        let f = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string("store = \"mysql://x\""));
+        assert!(Settings::from_figment(f).unwrap_err().to_string().contains("store"));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("redis://u:p4ss@h:1/0"), "redis://u:***@h:1/0");
+        assert_eq!(redact_url("redis://p4ss@h:1"), "redis://***@h:1");
+        assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
+        let mut s = Settings::defaults().unwrap();
+        s.store = "redis://u:p4ss@h:1/0".to_owned();
+        assert!(!format!("{s:?}").contains("p4ss"));
+        assert!(!s.to_redacted_toml().contains("p4ss"));
+    }
+}

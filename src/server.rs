@@ -1,0 +1,158 @@
+//! The running service: shared context, the layer stack, serving and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::middleware::{from_fn, from_fn_with_state};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::api;
+use crate::api::wait::WaitLimiter;
+use crate::config::Settings;
+use crate::domain::AppName;
+use crate::policy::{CompressionPolicy, TtlPolicy};
+use crate::store::{MemoryStore, RedisStore, Store, StoreError};
+
+struct Inner {
+    store: Store,
+    settings: Settings,
+    default_app: AppName,
+    ttl: TtlPolicy,
+    compression: CompressionPolicy,
+    waits: Arc<WaitLimiter>,
+    shutdown: CancellationToken,
+}
+
+/// What every handler shares: the store, the policies and the shutdown signal.
+#[derive(Clone)]
+pub struct ApiContext {
+    inner: Arc<Inner>,
+}
+
+impl ApiContext {
+    /// Builds the context over an opened store.
+    pub fn new(settings: Settings, store: Store, shutdown: CancellationToken) -> Result<Self, String> {
+        let default_app = AppName::parse(&settings.default_app).map_err(|e| e.0)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                ttl: TtlPolicy::new(settings.ttl.clone()),
+                compression: CompressionPolicy::new(settings.compression.clone()),
+                waits: Arc::new(WaitLimiter::new(
+                    settings.wait.max_waiters,
+                    settings.wait.max_waiters_per_client,
+                )),
+                default_app,
+                store,
+                settings,
+                shutdown,
+            }),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The app of requests that name none.
+    pub fn default_app(&self) -> &AppName {
+        &self.inner.default_app
+    }
+
+    /// The TTL policy.
+    pub fn ttl(&self) -> &TtlPolicy {
+        &self.inner.ttl
+    }
+
+    /// The compression policy.
+    pub fn compression(&self) -> &CompressionPolicy {
+        &self.inner.compression
+    }
+
+    /// The wait caps.
+    pub fn wait_limiter(&self) -> &Arc<WaitLimiter> {
+        &self.inner.waits
+    }
+
+    /// Cancelled when the server starts shutting down.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+}
+
+/// Opens the store named by `settings.store`.
+pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
+    if settings.store.starts_with("memory://") {
+        let store = MemoryStore::new();
+        store.spawn_sweeper(Duration::from_secs(1));
+        return Ok(Store::Memory(store));
+    }
+    Ok(Store::Redis(
+        RedisStore::connect(&settings.store, &settings.redis).await?,
+    ))
+}
+
+/// The full application: routes plus the layer stack.
+pub fn app(ctx: ApiContext) -> Router {
+    let (router, _) = api::router().split_for_parts();
+    router
+        .merge(api::docs::router())
+        .fallback(api::middleware::not_found)
+        .method_not_allowed_fallback(api::middleware::method_not_allowed)
+        // Innermost first: the timeout bounds handlers, panics become problems, and the request
+        // id (outermost) is in scope for all of them.
+        .layer(from_fn_with_state(ctx.clone(), api::middleware::request_timeout))
+        .layer(CatchPanicLayer::custom(api::middleware::panic_response))
+        .layer(from_fn(api::middleware::request_id))
+        .with_state(ctx)
+}
+
+/// Serves on `listener` until `shutdown` is cancelled, then drains for at most the grace period.
+pub async fn serve(listener: TcpListener, ctx: ApiContext) -> std::io::Result<()> {
+    let shutdown = ctx.shutdown_token().clone();
+    let grace = Duration::from_millis(ctx.settings().server.shutdown_grace_ms);
+    let store = ctx.store().clone();
+    let service = app(ctx).into_make_service_with_connect_info::<SocketAddr>();
+    let stopping = shutdown.clone();
+    let server = axum::serve(listener, service).with_graceful_shutdown(async move { stopping.cancelled().await });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => result?,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still running after the grace period; exiting");
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,293 @@
+//! Storage: a handful of atomic primitives on mognet's keys, in two implementations.
+//!
+//! [`ResultStore`] is deliberately small: reading and conditionally writing hashes, integer
+//! increments, sets, deletes and scans. Everything above it (the result lifecycle, ETags, value
+//! encoding, state merge patches) is written once in [`results`] and [`app_state`] over these
+//! primitives, so the embedded store and Redis cannot drift apart in behaviour: both run the
+//! same conformance suite.
+//!
+//! Conditional writes are compare-and-set on content ([`Guard::Unchanged`]): the caller reads a
+//! hash, decides, and writes only if the hash still holds exactly what it read. On Redis the
+//! check and the write are one Lua script, so a concurrent writer (another replica, a Python
+//! worker) either lands before the check, and the write retries, or after the write.
+
+pub mod app_state;
+pub mod changes;
+pub mod codec;
+pub mod keys;
+pub mod memory;
+pub mod redis;
+pub mod results;
+
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+pub use changes::{ChangeHub, KeyWatch};
+pub use codec::Fields;
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
+
+/// A hash as read, with its remaining TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashSnapshot {
+    /// Field/value pairs, in no particular order.
+    pub fields: Fields,
+    /// Remaining time to live in milliseconds; `None` when the key never expires.
+    pub ttl_ms: Option<i64>,
+}
+
+impl HashSnapshot {
+    /// The value of one field.
+    pub fn get(&self, field: &str) -> Option<&Bytes> {
+        self.fields.iter().find(|(f, _)| f == field).map(|(_, v)| v)
+    }
+
+    /// Remaining TTL in whole seconds, rounded up.
+    pub fn ttl_seconds(&self) -> Option<i64> {
+        self.ttl_ms.map(|ms| (ms + 999) / 1000)
+    }
+}
+
+/// The condition a hash must meet for a write to happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Guard {
+    /// Always write.
+    Any,
+    /// Only if the key does not exist.
+    Absent,
+    /// Only if the key exists.
+    Exists,
+    /// Only if the hash holds exactly these pairs (no more, no fewer); empty means absent.
+    Unchanged(Fields),
+}
+
+/// One hash write in an atomic batch.
+#[derive(Debug, Clone)]
+pub struct HashWrite {
+    /// The key.
+    pub key: String,
+    /// What the key must hold for the batch to be written.
+    pub guard: Guard,
+    /// Delete the hash before setting fields.
+    pub replace: bool,
+    /// Fields to set.
+    pub set: Fields,
+    /// Fields to remove.
+    pub remove: Vec<String>,
+    /// TTL to set with the write; `None` leaves the key's TTL as it is.
+    pub ttl: Option<Duration>,
+}
+
+impl HashWrite {
+    /// Sets `fields` on `key` unconditionally.
+    pub fn set(key: String, fields: Fields, ttl: Option<Duration>) -> Self {
+        Self {
+            key,
+            guard: Guard::Any,
+            replace: false,
+            set: fields,
+            remove: Vec::new(),
+            ttl,
+        }
+    }
+
+    /// The same write under a guard.
+    #[must_use]
+    pub fn guarded(mut self, guard: Guard) -> Self {
+        self.guard = guard;
+        self
+    }
+}
+
+/// What an atomic batch of writes did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Every write happened.
+    Written,
+    /// The guard of the write at this index failed; nothing was written.
+    GuardFailed(usize),
+}
+
+/// What an integer increment did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncrementOutcome {
+    /// The new value.
+    Value(i64),
+    /// The stored value is not an integer; it is returned so the error can name its type.
+    NotInteger(Bytes),
+    /// The result would not fit in 64 bits.
+    Overflow,
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or did not answer in time.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered with an error that is not about reachability.
+    #[error("store error: {0}")]
+    Backend(String),
+    /// A key holds data resultd cannot read.
+    #[error("corrupt data at {key}: {reason}")]
+    Corrupt {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A conditional update kept losing to concurrent writers.
+    #[error("too many concurrent updates of {0}")]
+    Contended(String),
+}
+
+/// The storage primitives both stores implement.
+pub trait ResultStore: Send + Sync {
+    /// Reads a hash and its TTL; with `refresh`, first resets its TTL (atomically).
+    fn read_hash(
+        &self,
+        key: &str,
+        refresh: Option<Duration>,
+    ) -> impl Future<Output = Result<Option<HashSnapshot>, StoreError>> + Send;
+
+    /// Reads several hashes in one round trip.
+    fn read_hashes(
+        &self,
+        keys: &[String],
+    ) -> impl Future<Output = Result<Vec<Option<HashSnapshot>>, StoreError>> + Send;
+
+    /// Checks every guard, then applies every write, as one atomic step.
+    fn write_hashes(&self, writes: &[HashWrite]) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
+
+    /// Adds `by` to an integer field (a missing field counts as 0) and sets the TTL.
+    fn increment(
+        &self,
+        key: &str,
+        field: &str,
+        by: i64,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<IncrementOutcome, StoreError>> + Send;
+
+    /// Removes a field and returns its value, resetting the TTL (mognet's state `pop`).
+    fn pop_field(
+        &self,
+        key: &str,
+        field: &str,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
+
+    /// The members of a set.
+    fn read_set(&self, key: &str) -> impl Future<Output = Result<Vec<Bytes>, StoreError>> + Send;
+
+    /// Adds members to a set and sets its TTL.
+    fn add_to_set(
+        &self,
+        key: &str,
+        members: &[Bytes],
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Deletes keys; answers how many existed.
+    fn delete(&self, keys: &[String]) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// One step of a cursor over keys matching `pattern` (a `*` suffix glob).
+    fn scan(
+        &self,
+        pattern: &str,
+        cursor: &str,
+        count: u32,
+    ) -> impl Future<Output = Result<(String, Vec<String>), StoreError>> + Send;
+
+    /// Checks that the store answers.
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Where waiters register for changes of keys.
+    fn changes(&self) -> &ChangeHub;
+}
+
+/// The store a server runs on, chosen by the URL scheme.
+#[derive(Clone)]
+pub enum Store {
+    /// The embedded in-memory store.
+    Memory(MemoryStore),
+    /// Redis through fred.
+    Redis(RedisStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Memory($s) => $e,
+            Store::Redis($s) => $e,
+        }
+    };
+}
+
+impl ResultStore for Store {
+    async fn read_hash(&self, key: &str, refresh: Option<Duration>) -> Result<Option<HashSnapshot>, StoreError> {
+        dispatch!(self, s => s.read_hash(key, refresh).await)
+    }
+    async fn read_hashes(&self, keys: &[String]) -> Result<Vec<Option<HashSnapshot>>, StoreError> {
+        dispatch!(self, s => s.read_hashes(keys).await)
+    }
+    async fn write_hashes(&self, writes: &[HashWrite]) -> Result<WriteOutcome, StoreError> {
+        dispatch!(self, s => s.write_hashes(writes).await)
+    }
+    async fn increment(
+        &self,
+        key: &str,
+        field: &str,
+        by: i64,
+        ttl: Option<Duration>,
+    ) -> Result<IncrementOutcome, StoreError> {
+        dispatch!(self, s => s.increment(key, field, by, ttl).await)
+    }
+    async fn pop_field(&self, key: &str, field: &str, ttl: Option<Duration>) -> Result<Option<Bytes>, StoreError> {
+        dispatch!(self, s => s.pop_field(key, field, ttl).await)
+    }
+    async fn read_set(&self, key: &str) -> Result<Vec<Bytes>, StoreError> {
+        dispatch!(self, s => s.read_set(key).await)
+    }
+    async fn add_to_set(&self, key: &str, members: &[Bytes], ttl: Option<Duration>) -> Result<(), StoreError> {
+        dispatch!(self, s => s.add_to_set(key, members, ttl).await)
+    }
+    async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.delete(keys).await)
+    }
+    async fn scan(&self, pattern: &str, cursor: &str, count: u32) -> Result<(String, Vec<String>), StoreError> {
+        dispatch!(self, s => s.scan(pattern, cursor, count).await)
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping().await)
+    }
+    fn changes(&self) -> &ChangeHub {
+        dispatch!(self, s => s.changes())
+    }
+}
+
+impl Store {
+    /// The store's kind, for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Memory(_) => "memory",
+            Self::Redis(_) => "redis",
+        }
+    }
+
+    /// How waiters learn of changes: `in-process`, `keyspace-notifications` or `polling`.
+    pub fn wake_mode(&self) -> &'static str {
+        match self {
+            Self::Memory(_) => "in-process",
+            Self::Redis(r) => r.wake_mode(),
+        }
+    }
+
+    /// Closes connections.
+    pub async fn close(&self) {
+        if let Self::Redis(r) = self {
+            r.close().await;
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! Result operations over the store primitives: one implementation for both stores.
+//!
+//! Read-decide-write steps (create-or-replace, patch, complete) read the hash, decide with the
+//! domain rules, then write under [`Guard::Unchanged`] and retry when a concurrent writer got
+//! in between. A value and the state that makes it readable go in one atomic batch, value first,
+//! so a Python waiter that sees a ready state always finds the value (mognet-layout §12.3).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde_json::value::RawValue;
+
+use super::codec::{self, StoredValue};
+use super::{Guard, HashSnapshot, HashWrite, ResultStore, StoreError, WriteOutcome, keys};
+use crate::domain::{AppName, RecordPatch, ResultId, ResultRecord, ResultState, TransitionError};
+
+/// How many times a conditional update is retried against concurrent writers.
+const MAX_ATTEMPTS: usize = 32;
+
+/// A record as read, with its ETag and remaining TTL.
+#[derive(Debug, Clone)]
+pub struct ResultView {
+    /// The decoded record.
+    pub record: ResultRecord,
+    /// Strong ETag of the stored hash.
+    pub etag: String,
+    /// Remaining TTL in seconds; `None` when it never expires.
+    pub ttl: Option<i64>,
+}
+
+/// An HTTP-style precondition on a resource's ETag.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Precondition {
+    /// No condition.
+    #[default]
+    None,
+    /// `If-Match`: the current ETag must be one of these (`*`: must exist).
+    IfMatch(Vec<String>),
+    /// `If-None-Match: *`: must not exist.
+    IfAbsent,
+}
+
+impl Precondition {
+    /// Whether a resource with `etag` (or none) meets the condition.
+    pub fn holds(&self, etag: Option<&str>) -> bool {
+        match self {
+            Self::None => true,
+            Self::IfAbsent => etag.is_none(),
+            Self::IfMatch(tags) => etag.is_some_and(|e| tags.iter().any(|t| t == "*" || t == e)),
+        }
+    }
+}
+
+/// What a create-or-replace did.
+#[derive(Debug)]
+pub enum PutOutcome {
+    /// The record did not exist.
+    Created(ResultView),
+    /// The record existed and was replaced.
+    Replaced(ResultView),
+    /// The precondition failed; nothing was written.
+    PreconditionFailed,
+}
+
+/// What a patch did.
+#[derive(Debug)]
+pub enum PatchOutcome {
+    /// The record after the patch.
+    Patched(ResultView),
+    /// No such result.
+    NotFound,
+    /// The precondition failed.
+    PreconditionFailed,
+    /// The patch would leave a ready state.
+    Illegal(TransitionError),
+}
+
+/// What reading a value found.
+#[derive(Debug)]
+pub enum ValueRead {
+    /// No such result.
+    NotFound,
+    /// The result is not done.
+    NotReady(ResultView),
+    /// Done, but the value key is gone (expired or never written).
+    Expired(ResultView),
+    /// The stored value.
+    Value(ResultView, StoredValue),
+}
+
+fn corrupt(key: &str, e: &codec::CorruptField) -> StoreError {
+    StoreError::Corrupt {
+        key: key.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// Decodes a record snapshot into a view.
+pub fn view_of(key: &str, id: ResultId, snap: &HashSnapshot) -> Result<ResultView, StoreError> {
+    Ok(ResultView {
+        record: codec::decode_record(id, &snap.fields).map_err(|e| corrupt(key, &e))?,
+        etag: codec::etag(&snap.fields),
+        ttl: snap.ttl_seconds(),
+    })
+}
+
+fn written_view(
+    record: ResultRecord,
+    fields: &[(String, Bytes)],
+    previous: Option<&HashSnapshot>,
+    ttl: Option<Duration>,
+) -> ResultView {
+    // The stored hash is the previous one with the 11 fields overwritten (extra fields survive).
+    let mut merged: Vec<(String, Bytes)> = previous
+        .map(|p| {
+            p.fields
+                .iter()
+                .filter(|(f, _)| !codec::RESULT_FIELDS.contains(&f.as_str()))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    merged.extend(fields.iter().cloned());
+    ResultView {
+        record,
+        etag: codec::etag(&merged),
+        ttl: ttl
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .or_else(|| previous.and_then(HashSnapshot::ttl_seconds)),
+    }
+}
+
+fn guard_for(snap: Option<&HashSnapshot>) -> Guard {
+    snap.map_or(Guard::Absent, |s| Guard::Unchanged(s.fields.clone()))
+}
+
+/// Reads one result.
+pub async fn get<S: ResultStore>(store: &S, app: &AppName, id: &ResultId) -> Result<Option<ResultView>, StoreError> {
+    let key = keys::result(app, id);
+    match store.read_hash(&key, None).await? {
+        Some(snap) => Ok(Some(view_of(&key, *id, &snap)?)),
+        None => Ok(None),
+    }
+}
+
+/// Creates or replaces a record with all 11 fields.
+pub async fn put<S: ResultStore>(
+    store: &S,
+    app: &AppName,
+    record: &ResultRecord,
+    precondition: &Precondition,
+    ttl: Option<Duration>,
+) -> Result<PutOutcome, StoreError> {
+    let key = keys::result(app, &record.id);
+    let fields = codec::encode_record(record);
+    for _ in 0..MAX_ATTEMPTS {
+        let snap = store.read_hash(&key, None).await?;
+        let current = snap.as_ref().map(|s| codec::etag(&s.fields));
+        if !precondition.holds(current.as_deref()) {
+            return Ok(PutOutcome::PreconditionFailed);
+        }
+        // Without a precondition the write need not be guarded, but "created" must be exact.
+        let write = HashWrite::set(key.clone(), fields.clone(), ttl).guarded(guard_for(snap.as_ref()));
+        if store.write_hashes(&[write]).await? == WriteOutcome::Written {
+            let view = written_view(record.clone(), &fields, snap.as_ref(), ttl);
+            return Ok(if snap.is_some() {
+                PutOutcome::Replaced(view)
+            } else {
+                PutOutcome::Created(view)
+            });
+        }
+    }
+    Err(StoreError::Contended(key))
+}
+
+/// Applies a patch atomically, with mognet's lifecycle bookkeeping.
+#[allow(clippy::too_many_arguments)]
+pub async fn patch<S: ResultStore>(
+    store: &S,
+    app: &AppName,
+    id: &ResultId,
+    patch: &RecordPatch,
+    force: bool,
+    precondition: &Precondition,
+    ttl: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Result<PatchOutcome, StoreError> {
+    let key = keys::result(app, id);
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(snap) = store.read_hash(&key, None).await? else {
+            return Ok(if matches!(precondition, Precondition::IfAbsent) {
+                PatchOutcome::PreconditionFailed
+            } else {
+                PatchOutcome::NotFound
+            });
+        };
+        let current = view_of(&key, *id, &snap)?;
+        if !precondition.holds(Some(&current.etag)) {
+            return Ok(PatchOutcome::PreconditionFailed);
+        }
+        let next = match patch.apply(&current.record, now, force) {
+            Ok(next) => next,
+            Err(e) => return Ok(PatchOutcome::Illegal(e)),
+        };
+        let fields = codec::encode_record(&next);
+        let write = HashWrite::set(key.clone(), fields.clone(), ttl).guarded(Guard::Unchanged(snap.fields.clone()));
+        if store.write_hashes(&[write]).await? == WriteOutcome::Written {
+            return Ok(PatchOutcome::Patched(written_view(next, &fields, Some(&snap), ttl)));
+        }
+    }
+    Err(StoreError::Contended(key))
+}
+
+/// What storing a value did.
+#[derive(Debug)]
+pub enum StoreValueOutcome {
+    /// Stored; the record as it is now.
+    Stored(ResultView),
+    /// No such result.
+    NotFound,
+    /// Completing would leave a ready state.
+    Illegal(TransitionError),
+    /// The precondition on the record failed.
+    PreconditionFailed,
+}
+
+/// Stores a value and, with `state`, completes the result in the same atomic step.
+#[allow(clippy::too_many_arguments)]
+pub async fn store_value<S: ResultStore>(
+    store: &S,
+    app: &AppName,
+    id: &ResultId,
+    value_cells: codec::Fields,
+    state: Option<ResultState>,
+    precondition: &Precondition,
+    result_ttl: Option<Duration>,
+    value_ttl: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Result<StoreValueOutcome, StoreError> {
+    let key = keys::result(app, id);
+    let value_key = keys::value(app, id);
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(snap) = store.read_hash(&key, None).await? else {
+            return Ok(StoreValueOutcome::NotFound);
+        };
+        let current = view_of(&key, *id, &snap)?;
+        if !precondition.holds(Some(&current.etag)) {
+            return Ok(StoreValueOutcome::PreconditionFailed);
+        }
+        let value_write = HashWrite {
+            replace: true,
+            ..HashWrite::set(value_key.clone(), value_cells.clone(), value_ttl)
+        };
+        let (record_write, view) = match state {
+            Some(state) => {
+                let next = match RecordPatch::to_state(state).apply(&current.record, now, false) {
+                    Ok(next) => next,
+                    Err(e) => return Ok(StoreValueOutcome::Illegal(e)),
+                };
+                let fields = codec::encode_record(&next);
+                let view = written_view(next, &fields, Some(&snap), result_ttl);
+                (HashWrite::set(key.clone(), fields, result_ttl), view)
+            }
+            None => (HashWrite::set(key.clone(), Vec::new(), None), current),
+        };
+        let record_write = record_write.guarded(Guard::Unchanged(snap.fields.clone()));
+        if store.write_hashes(&[value_write, record_write]).await? == WriteOutcome::Written {
+            return Ok(StoreValueOutcome::Stored(view));
+        }
+    }
+    Err(StoreError::Contended(key))
+}
+
+/// Reads a result and its value in one round trip.
+pub async fn get_value<S: ResultStore>(store: &S, app: &AppName, id: &ResultId) -> Result<ValueRead, StoreError> {
+    let key = keys::result(app, id);
+    let value_key = keys::value(app, id);
+    let mut snaps = store.read_hashes(&[key.clone(), value_key.clone()]).await?;
+    let value = snaps.pop().flatten();
+    let Some(record) = snaps.pop().flatten() else {
+        return Ok(ValueRead::NotFound);
+    };
+    let view = view_of(&key, *id, &record)?;
+    if !view.record.is_done() {
+        return Ok(ValueRead::NotReady(view));
+    }
+    match value {
+        None => Ok(ValueRead::Expired(view)),
+        Some(v) => {
+            let stored = codec::decode_value(&v.fields).map_err(|e| corrupt(&value_key, &e))?;
+            Ok(ValueRead::Value(view, stored))
+        }
+    }
+}
+
+/// Deletes a result's four keys (and, with `recursive`, its descendants'); false when absent.
+pub async fn delete<S: ResultStore>(
+    store: &S,
+    app: &AppName,
+    id: &ResultId,
+    recursive: bool,
+) -> Result<bool, StoreError> {
+    let mut seen = HashSet::new();
+    let mut stack = vec![*id];
+    let mut doomed = Vec::new();
+    while let Some(next) = stack.pop() {
+        if !seen.insert(next) || seen.len() > 100_000 {
+            continue;
+        }
+        doomed.push(next);
+        if recursive {
+            stack.extend(children(store, app, &next).await?);
+        }
+    }
+    let existed = store.read_hash(&keys::result(app, id), None).await?.is_some();
+    let mut all = Vec::with_capacity(doomed.len() * 4);
+    for d in &doomed {
+        all.extend([
+            keys::result(app, d),
+            keys::value(app, d),
+            keys::metadata(app, d),
+            keys::children(app, d),
+        ]);
+    }
+    for chunk in all.chunks(400) {
+        store.delete(chunk).await?;
+    }
+    Ok(existed)
+}
+
+/// The child ids of a result (members that are not 16 bytes are skipped, as unreadable).
+pub async fn children<S: ResultStore>(store: &S, app: &AppName, id: &ResultId) -> Result<Vec<ResultId>, StoreError> {
+    let members = store.read_set(&keys::children(app, id)).await?;
+    let mut ids: Vec<ResultId> = members
+        .iter()
+        .filter_map(|m| <[u8; 16]>::try_from(m.as_ref()).ok())
+        .map(|b| ResultId::from_uuid(uuid::Uuid::from_bytes(b)))
+        .collect();
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Whether a result exists.
+pub async fn exists<S: ResultStore>(store: &S, app: &AppName, id: &ResultId) -> Result<bool, StoreError> {
+    Ok(store.read_hash(&keys::result(app, id), None).await?.is_some())
+}
+
+/// Adds children to a result and sets their `parent_id` (children that exist only).
+pub async fn add_children<S: ResultStore>(
+    store: &S,
+    app: &AppName,
+    parent: &ResultId,
+    ids: &[ResultId],
+    ttl: Option<Duration>,
+) -> Result<bool, StoreError> {
+    if !exists(store, app, parent).await? {
+        return Ok(false);
+    }
+    let members: Vec<Bytes> = ids.iter().map(|i| Bytes::copy_from_slice(i.as_bytes())).collect();
+    store.add_to_set(&keys::children(app, parent), &members, ttl).await?;
+    let parent_cell = Bytes::from(format!("\"{parent}\""));
+    for child in ids {
+        let write = HashWrite::set(
+            keys::result(app, child),
+            vec![("parent_id".to_owned(), parent_cell.clone())],
+            None,
+        )
+        .guarded(Guard::Exists);
+        store.write_hashes(&[write]).await?;
+    }
+    Ok(true)
+}
+
+/// A result's metadata: `None` when the result does not exist.
+pub async fn metadata<S: ResultStore>(
+    store: &S,
+    app: &AppName,
+    id: &ResultId,
+) -> Result<Option<Vec<(String, Box<RawValue>)>>, StoreError> {
+    let key = keys::metadata(app, id);
+    let mut snaps = store.read_hashes(&[keys::result(app, id), key.clone()]).await?;
+    let meta = snaps.pop().flatten();
+    if snaps.pop().flatten().is_none() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for (field, bytes) in meta.map(|m| m.fields).unwrap_or_default() {
+        let raw = codec::read_cell(&field, &bytes).map_err(|e| corrupt(&key, &e))?;
+        out.push((field, raw));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Some(out))
+}
+
+/// Merges metadata fields (`None` removes); false when the result does not exist.
+pub async fn patch_metadata<S: ResultStore>(
+    store: &S,
+    app: &AppName,
+    id: &ResultId,
+    changes: Vec<(String, Option<Bytes>)>,
+    ttl: Option<Duration>,
+) -> Result<bool, StoreError> {
+    let mut set = Vec::new();
+    let mut remove = Vec::new();
+    for (field, value) in changes {
+        match value {
+            Some(v) => set.push((field, v)),
+            None => remove.push(field),
+        }
+    }
+    let exists = HashWrite::set(keys::result(app, id), Vec::new(), None).guarded(Guard::Exists);
+    let meta = HashWrite {
+        remove,
+        ..HashWrite::set(keys::metadata(app, id), set, ttl)
+    };
+    Ok(store.write_hashes(&[exists, meta]).await? == WriteOutcome::Written)
+}
+
+/// One page of an app's result ids.
+pub async fn list<S: ResultStore>(
+    store: &S,
+    app: &AppName,
+    cursor: &str,
+    limit: usize,
+) -> Result<(Vec<ResultId>, Option<String>), StoreError> {
+    let pattern = keys::result_pattern(app);
+    let mut ids = Vec::new();
+    let mut cursor = cursor.to_owned();
+    // A SCAN step may return nothing with more to come; take a bounded number of steps.
+    for _ in 0..16 {
+        let want = u32::try_from(limit.saturating_sub(ids.len()))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let (next, keys) = store.scan(&pattern, &cursor, want.saturating_mul(4).max(10)).await?;
+        ids.extend(keys.iter().filter_map(|k| keys::result_id_of(app, k)));
+        cursor = next;
+        if cursor == "0" || ids.len() >= limit {
+            break;
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let next = (cursor != "0").then_some(cursor);
+    Ok((ids, next))
+}

@@ -1,0 +1,265 @@
+//! The store conformance suite: every case runs on the embedded store and on Redis.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use resultd::store::{Guard, HashWrite, IncrementOutcome, ResultStore, WriteOutcome};
+
+use crate::on_both_stores;
+use crate::support::{Kind, store};
+
+fn fields(pairs: &[(&str, &str)]) -> Vec<(String, Bytes)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Bytes::from(v.to_string())))
+        .collect()
+}
+
+fn sorted(mut f: Vec<(String, Bytes)>) -> Vec<(String, Bytes)> {
+    f.sort();
+    f
+}
+
+async fn written_hashes_read_back_with_their_ttl(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    assert_eq!(s.read_hash("c.k1", None).await.unwrap(), None);
+    let w = HashWrite::set(
+        "c.k1".into(),
+        fields(&[("a", "1"), ("b", "\"x\"")]),
+        Some(Duration::from_secs(100)),
+    );
+    assert_eq!(s.write_hashes(&[w]).await.unwrap(), WriteOutcome::Written);
+    let snap = s.read_hash("c.k1", None).await.unwrap().unwrap();
+    assert_eq!(sorted(snap.fields.clone()), fields(&[("a", "1"), ("b", "\"x\"")]));
+    let ttl = snap.ttl_seconds().unwrap();
+    assert!((99..=100).contains(&ttl), "{ttl}");
+}
+
+async fn guards_decide_whether_a_batch_is_written(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    let first = HashWrite::set("c.g".into(), fields(&[("a", "1")]), None).guarded(Guard::Absent);
+    assert_eq!(
+        s.write_hashes(std::slice::from_ref(&first)).await.unwrap(),
+        WriteOutcome::Written
+    );
+    assert_eq!(s.write_hashes(&[first]).await.unwrap(), WriteOutcome::GuardFailed(0));
+    // A stale expectation fails, and nothing of the batch lands.
+    let other = HashWrite::set("c.other".into(), fields(&[("z", "1")]), None);
+    let stale =
+        HashWrite::set("c.g".into(), fields(&[("a", "2")]), None).guarded(Guard::Unchanged(fields(&[("a", "0")])));
+    assert_eq!(
+        s.write_hashes(&[other.clone(), stale]).await.unwrap(),
+        WriteOutcome::GuardFailed(1)
+    );
+    assert_eq!(s.read_hash("c.other", None).await.unwrap(), None);
+    let fresh =
+        HashWrite::set("c.g".into(), fields(&[("a", "2")]), None).guarded(Guard::Unchanged(fields(&[("a", "1")])));
+    assert_eq!(s.write_hashes(&[other, fresh]).await.unwrap(), WriteOutcome::Written);
+    assert_eq!(s.read_hash("c.g", None).await.unwrap().unwrap().get("a").unwrap(), "2");
+    let exists = HashWrite::set("c.missing".into(), fields(&[("a", "1")]), None).guarded(Guard::Exists);
+    assert_eq!(s.write_hashes(&[exists]).await.unwrap(), WriteOutcome::GuardFailed(0));
+}
+
+async fn replace_and_remove_reshape_a_hash(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    s.write_hashes(&[HashWrite::set("c.r".into(), fields(&[("a", "1"), ("b", "2")]), None)])
+        .await
+        .unwrap();
+    let w = HashWrite {
+        replace: true,
+        ..HashWrite::set("c.r".into(), fields(&[("c", "3")]), None)
+    };
+    s.write_hashes(&[w]).await.unwrap();
+    assert_eq!(
+        s.read_hash("c.r", None).await.unwrap().unwrap().fields,
+        fields(&[("c", "3")])
+    );
+    let w = HashWrite {
+        remove: vec!["c".into()],
+        ..HashWrite::set("c.r".into(), vec![], None)
+    };
+    s.write_hashes(&[w]).await.unwrap();
+    assert_eq!(s.read_hash("c.r", None).await.unwrap(), None, "an emptied hash is gone");
+}
+
+async fn increments_are_integers_and_refuse_overflow(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    assert_eq!(
+        s.increment("c.i", "n", 5, None).await.unwrap(),
+        IncrementOutcome::Value(5)
+    );
+    assert_eq!(
+        s.increment("c.i", "n", -7, None).await.unwrap(),
+        IncrementOutcome::Value(-2)
+    );
+    s.write_hashes(&[HashWrite::set(
+        "c.i".into(),
+        fields(&[("s", "\"x\""), ("big", &i64::MAX.to_string())]),
+        None,
+    )])
+    .await
+    .unwrap();
+    assert_eq!(
+        s.increment("c.i", "s", 1, None).await.unwrap(),
+        IncrementOutcome::NotInteger(Bytes::from("\"x\""))
+    );
+    assert_eq!(
+        s.increment("c.i", "big", 1, None).await.unwrap(),
+        IncrementOutcome::Overflow
+    );
+}
+
+async fn concurrent_increments_lose_nothing(kind: Kind) {
+    let t = store(kind).await;
+    let s = t.store.clone();
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..50 {
+                s.increment("c.ci", "n", 1, Some(Duration::from_secs(60)))
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(
+        s.read_hash("c.ci", None).await.unwrap().unwrap().get("n").unwrap(),
+        "1000"
+    );
+}
+
+async fn pop_returns_and_removes_a_field(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    s.write_hashes(&[HashWrite::set("c.p".into(), fields(&[("a", "1"), ("b", "2")]), None)])
+        .await
+        .unwrap();
+    assert_eq!(s.pop_field("c.p", "a", None).await.unwrap(), Some(Bytes::from("1")));
+    assert_eq!(s.pop_field("c.p", "a", None).await.unwrap(), None);
+    assert_eq!(
+        s.read_hash("c.p", None).await.unwrap().unwrap().fields,
+        fields(&[("b", "2")])
+    );
+}
+
+async fn sets_hold_binary_members(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    let a = Bytes::from_static(&[0, 1, 2, 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9]);
+    s.add_to_set("c.s", &[a.clone(), a.clone()], Some(Duration::from_secs(5)))
+        .await
+        .unwrap();
+    assert_eq!(s.read_set("c.s").await.unwrap(), vec![a]);
+    assert!(s.read_set("c.none").await.unwrap().is_empty());
+}
+
+async fn delete_counts_existing_keys(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    s.write_hashes(&[HashWrite::set("c.d".into(), fields(&[("a", "1")]), None)])
+        .await
+        .unwrap();
+    assert_eq!(s.delete(&["c.d".into(), "c.nothing".into()]).await.unwrap(), 1);
+    assert_eq!(s.read_hash("c.d", None).await.unwrap(), None);
+}
+
+async fn expired_keys_are_gone(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    s.write_hashes(&[HashWrite::set(
+        "c.e".into(),
+        fields(&[("a", "1")]),
+        Some(Duration::from_millis(150)),
+    )])
+    .await
+    .unwrap();
+    assert!(s.read_hash("c.e", None).await.unwrap().is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.read_hash("c.e", None).await.unwrap(), None);
+}
+
+async fn reading_with_refresh_resets_the_ttl(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    s.write_hashes(&[HashWrite::set(
+        "c.t".into(),
+        fields(&[("a", "1")]),
+        Some(Duration::from_secs(10)),
+    )])
+    .await
+    .unwrap();
+    let snap = s
+        .read_hash("c.t", Some(Duration::from_secs(7200)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(snap.ttl_seconds().unwrap() > 7000);
+}
+
+async fn scan_pages_through_matching_keys(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    for i in 0..25 {
+        s.write_hashes(&[HashWrite::set(
+            format!("scan.mognet.result.{i:02}"),
+            fields(&[("a", "1")]),
+            None,
+        )])
+        .await
+        .unwrap();
+    }
+    s.write_hashes(&[HashWrite::set(
+        "other.mognet.result.x".into(),
+        fields(&[("a", "1")]),
+        None,
+    )])
+    .await
+    .unwrap();
+    let mut cursor = "0".to_owned();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        let (next, keys) = s.scan("scan.mognet.result.*", &cursor, 7).await.unwrap();
+        seen.extend(keys);
+        cursor = next;
+        if cursor == "0" {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 25);
+    assert!(seen.iter().all(|k| k.starts_with("scan.")));
+}
+
+async fn writes_wake_the_waiters_of_their_key(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    let mut watch = s.changes().watch("c.mognet.result.w");
+    s.write_hashes(&[HashWrite::set("c.mognet.result.w".into(), fields(&[("a", "1")]), None)])
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(3), watch.changed())
+        .await
+        .expect("woken");
+}
+
+on_both_stores!(
+    written_hashes_read_back_with_their_ttl,
+    guards_decide_whether_a_batch_is_written,
+    replace_and_remove_reshape_a_hash,
+    increments_are_integers_and_refuse_overflow,
+    concurrent_increments_lose_nothing,
+    pop_returns_and_removes_a_field,
+    sets_hold_binary_members,
+    delete_counts_existing_keys,
+    expired_keys_are_gone,
+    reading_with_refresh_resets_the_ttl,
+    scan_pages_through_matching_keys,
+    writes_wake_the_waiters_of_their_key,
+);

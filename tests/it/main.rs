@@ -1,0 +1,9 @@
+//! The one integration test binary: support code and one module per area.
+#![allow(unreachable_pub, missing_docs, dead_code, clippy::unwrap_used)]
+
+mod conformance;
+mod openapi;
+mod redis_layout;
+mod results;
+mod support;
+mod waiting;

@@ -1,0 +1,185 @@
+//! Test helpers: the app under test over either store, and a real redis-server.
+
+pub mod redis;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use resultd::config::Settings;
+use resultd::server::{self, ApiContext};
+use resultd::store::{MemoryStore, RedisStore, Store};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+pub use self::redis::RedisServer;
+
+/// Which store a test runs on.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Memory,
+    Redis,
+}
+
+/// A store of `kind`; the Redis one owns its server.
+pub struct TestStore {
+    pub store: Store,
+    pub redis: Option<RedisServer>,
+}
+
+pub async fn store(kind: Kind) -> TestStore {
+    match kind {
+        Kind::Memory => {
+            let store = MemoryStore::new();
+            store.spawn_sweeper(std::time::Duration::from_millis(100));
+            TestStore {
+                store: Store::Memory(store),
+                redis: None,
+            }
+        }
+        Kind::Redis => {
+            let server = RedisServer::start();
+            let settings = test_settings();
+            let store = RedisStore::connect(&server.url(), &settings.redis)
+                .await
+                .expect("redis store");
+            TestStore {
+                store: Store::Redis(store),
+                redis: Some(server),
+            }
+        }
+    }
+}
+
+/// Defaults with short timeouts, suited to tests.
+pub fn test_settings() -> Settings {
+    let mut s = Settings::defaults().expect("defaults");
+    s.redis.command_timeout_ms = 1000;
+    s.redis.connect_timeout_ms = 1000;
+    s.redis.reconnect_max_delay_ms = 200;
+    s.redis.poll_interval_ms = 50;
+    s.default_app = "test".to_owned();
+    s
+}
+
+/// The app under test, driven in process.
+pub struct TestApp {
+    pub router: Router,
+    pub ctx: ApiContext,
+    pub redis: Option<RedisServer>,
+}
+
+/// A response, body read.
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// The problem `code`, asserting the media type.
+    pub fn problem_code(&self) -> String {
+        assert_eq!(
+            self.headers["content-type"], "application/problem+json",
+            "{:?}",
+            self.body
+        );
+        self.json()["code"].as_str().unwrap_or_default().to_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestApp {
+    pub async fn new(kind: Kind) -> Self {
+        Self::with_settings(kind, test_settings()).await
+    }
+
+    pub async fn with_settings(kind: Kind, settings: Settings) -> Self {
+        let TestStore { store, redis } = store(kind).await;
+        let ctx = ApiContext::new(settings, store, CancellationToken::new()).expect("context");
+        Self {
+            router: server::app(ctx.clone()),
+            ctx,
+            redis,
+        }
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> TestResponse {
+        let response = self.router.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.into_body().collect().await.expect("body").to_bytes();
+        TestResponse { status, headers, body }
+    }
+
+    pub async fn call(&self, method: Method, uri: &str, body: Option<Value>, headers: &[(&str, &str)]) -> TestResponse {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let body = body.map_or_else(Body::empty, |b| Body::from(b.to_string()));
+        self.send(builder.body(body).expect("request")).await
+    }
+
+    pub async fn get(&self, uri: &str) -> TestResponse {
+        self.call(Method::GET, uri, None, &[]).await
+    }
+
+    pub async fn put(&self, uri: &str, body: Value) -> TestResponse {
+        self.call(Method::PUT, uri, Some(body), &[]).await
+    }
+
+    pub async fn patch(&self, uri: &str, body: Value) -> TestResponse {
+        self.call(Method::PATCH, uri, Some(body), &[]).await
+    }
+
+    pub async fn post(&self, uri: &str, body: Value) -> TestResponse {
+        self.call(Method::POST, uri, Some(body), &[]).await
+    }
+
+    pub async fn delete(&self, uri: &str) -> TestResponse {
+        self.call(Method::DELETE, uri, None, &[]).await
+    }
+
+    /// The fixture Redis (panics on the memory store).
+    pub fn redis(&self) -> &RedisServer {
+        self.redis.as_ref().expect("a Redis-backed app")
+    }
+}
+
+/// A fresh result id.
+pub fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Runs each listed `async fn(Kind)` test on both stores.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::support::Kind::Memory).await }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::support::Kind::Redis).await }
+            )*
+        }
+    };
+}
