@@ -9,6 +9,7 @@ pub mod openapi;
 pub mod results;
 pub mod values;
 pub mod wait;
+pub mod waiting;
 
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -26,6 +27,8 @@ pub fn router() -> OpenApiRouter<ApiContext> {
             results::patch_result,
             results::delete_result
         ))
+        .routes(routes!(waiting::wait_for_results))
+        .routes(routes!(waiting::follow_result))
         .routes(routes!(values::get_result_value, values::put_result_value))
         .routes(routes!(metadata::get_result_metadata, metadata::patch_result_metadata))
         .routes(routes!(metadata::get_result_children, metadata::add_result_children))

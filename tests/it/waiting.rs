@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 use axum::http::{Method, StatusCode};
 use serde_json::json;
 
+use resultd::store::ResultStore;
+
 use crate::on_both_stores;
 use crate::support::{Kind, TestApp, new_id};
 
@@ -124,6 +126,13 @@ on_both_stores!(
     a_result_created_during_the_wait_counts,
     a_result_deleted_during_the_wait_ends_it_with_404,
     waits_past_the_cap_are_refused,
+    a_multi_wait_answers_any_and_all,
+    a_multi_wait_runs_out_unsatisfied,
+    events_stream_every_change_until_done,
+    shutdown_answers_waiters_at_once,
+    a_disconnected_client_leaves_no_waiter,
+    one_client_past_its_cap_gets_429,
+    a_thousand_waiters_are_all_woken,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -149,4 +158,369 @@ async fn a_plain_hset_from_another_connection_wakes_a_waiter() {
     let (status, elapsed) = waiter.await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+}
+
+async fn a_multi_wait_answers_any_and_all(kind: Kind) {
+    let app = TestApp::new(kind).await;
+    let (a, b, missing) = (new_id(), new_id(), new_id());
+    app.put(&format!("/results/{a}"), json!({"state": "SUCCESS"})).await;
+    app.put(&format!("/results/{b}"), json!({})).await;
+    let r = app
+        .post(
+            "/results/wait",
+            json!({"ids": [a, b, missing], "mode": "any", "timeout": 10}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let body = r.json();
+    assert_eq!(body["satisfied"], true);
+    assert_eq!(body["done"], json!([a]));
+    assert_eq!(body["pending"], json!([b]));
+    assert_eq!(body["missing"], json!([missing]));
+    assert_eq!(body["results"][0]["state"], "SUCCESS");
+    // "all" waits for b too, and is woken by its completion.
+    let router = app.router.clone();
+    let (a2, b2) = (a.clone(), b.clone());
+    let waiter = tokio::spawn(async move {
+        use tower::ServiceExt;
+        let req = axum::http::Request::post("/results/wait")
+            .header("content-type", "application/json")
+            .body(axum::body::Body::from(
+                json!({"ids": [a2, b2], "mode": "all", "timeout": 20}).to_string(),
+            ))
+            .unwrap();
+        let resp = router.oneshot(req).await.unwrap();
+        let bytes = http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.patch(&format!("/results/{b}"), json!({"state": "FAILURE"})).await;
+    let body = waiter.await.unwrap();
+    assert_eq!(body["satisfied"], true);
+    assert_eq!(body["done"].as_array().unwrap().len(), 2);
+    let r = app
+        .post("/results/wait", json!({"ids": [b], "mode": "all", "timeout": 0}))
+        .await;
+    assert_eq!(r.json()["satisfied"], true);
+    let r = app.post("/results/wait", json!({"ids": []})).await;
+    assert_eq!(
+        (r.status, r.problem_code().as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid-body")
+    );
+    let r = app.post("/results/wait", json!({"ids": ["nope"]})).await;
+    assert_eq!(r.problem_code(), "invalid-body");
+}
+
+async fn a_multi_wait_runs_out_unsatisfied(kind: Kind) {
+    let app = TestApp::new(kind).await;
+    let a = new_id();
+    app.put(&format!("/results/{a}"), json!({})).await;
+    let r = app.post("/results/wait", json!({"ids": [a], "timeout": 0.5})).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["satisfied"], false);
+    assert_eq!(r.json()["pending"], json!([a]));
+}
+
+async fn events_stream_every_change_until_done(kind: Kind) {
+    let server = crate::support::LiveServer::start(kind, crate::support::test_settings()).await;
+    let client = reqwest::Client::new();
+    let id = new_id();
+    let uri = server.url(&format!("/results/{id}"));
+    client.put(&uri).json(&json!({})).send().await.unwrap();
+    let r = client
+        .get(server.url(&format!("/results/{}/events", new_id())))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let mut stream = client.get(format!("{uri}/events")).send().await.unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let mut text = String::new();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.chunk())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    text.push_str(&String::from_utf8_lossy(&first));
+    assert!(text.contains("\"state\":\"PENDING\""), "{text}");
+    client
+        .patch(&uri)
+        .json(&json!({"state": "RUNNING"}))
+        .send()
+        .await
+        .unwrap();
+    client
+        .put(format!("{uri}/value?state=SUCCESS"))
+        .json(&json!(1))
+        .send()
+        .await
+        .unwrap();
+    let rest = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut rest = String::new();
+        while let Some(chunk) = stream.chunk().await.unwrap() {
+            rest.push_str(&String::from_utf8_lossy(&chunk));
+        }
+        rest
+    })
+    .await
+    .expect("the stream ends once the result is done");
+    text.push_str(&rest);
+    assert!(text.contains("\"state\":\"SUCCESS\""), "{text}");
+    let events = text.matches("event: result").count();
+    assert!((2..=3).contains(&events), "{events} events: {text}");
+    // Resuming with the last event id sends nothing new: the result is done and unchanged.
+    let last_id = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .last()
+        .unwrap()
+        .to_owned();
+    let resumed = client
+        .get(format!("{uri}/events"))
+        .header("last-event-id", last_id)
+        .send()
+        .await
+        .unwrap();
+    let body = tokio::time::timeout(Duration::from_secs(5), resumed.text())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!body.contains("event: result"), "{body}");
+    server.stop().await;
+}
+
+async fn shutdown_answers_waiters_at_once(kind: Kind) {
+    let server = crate::support::LiveServer::start(kind, crate::support::test_settings()).await;
+    let client = reqwest::Client::new();
+    let id = new_id();
+    client
+        .put(server.url(&format!("/results/{id}")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let url = server.url(&format!("/results/{id}?wait=30"));
+    let waiter = tokio::spawn(async move {
+        let started = Instant::now();
+        let r = client.get(url).send().await.unwrap();
+        (
+            r.status(),
+            r.json::<serde_json::Value>().await.unwrap(),
+            started.elapsed(),
+        )
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stopping = Instant::now();
+    server.stop().await;
+    let (status, body, _) = waiter.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["done"], false);
+    assert!(stopping.elapsed() < Duration::from_secs(5), "{:?}", stopping.elapsed());
+}
+
+async fn a_disconnected_client_leaves_no_waiter(kind: Kind) {
+    let server = crate::support::LiveServer::start(kind, crate::support::test_settings()).await;
+    let id = new_id();
+    reqwest::Client::new()
+        .put(server.url(&format!("/results/{id}")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let url = server.url(&format!("/results/{id}?wait=30"));
+    let waiter = tokio::spawn(async move { client.get(url).send().await });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.ctx.wait_limiter().held() == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.ctx.wait_limiter().held(), 1);
+    assert_eq!(server.ctx.store().changes().waiters(), 1);
+    waiter.abort();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.ctx.wait_limiter().held() > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.ctx.wait_limiter().held(), 0);
+    assert_eq!(server.ctx.store().changes().waiters(), 0);
+    server.stop().await;
+}
+
+async fn one_client_past_its_cap_gets_429(kind: Kind) {
+    let mut settings = crate::support::test_settings();
+    settings.wait.max_waiters_per_client = 2;
+    let server = crate::support::LiveServer::start(kind, settings).await;
+    let client = reqwest::Client::new();
+    let id = new_id();
+    client
+        .put(server.url(&format!("/results/{id}")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (c, url) = (client.clone(), server.url(&format!("/results/{id}?wait=3")));
+        held.push(tokio::spawn(async move { c.get(url).send().await.unwrap().status() }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.ctx.wait_limiter().held() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = client
+        .get(server.url(&format!("/results/{id}?wait=3")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], "too-many-waiters");
+    for h in held {
+        assert_eq!(h.await.unwrap(), StatusCode::OK);
+    }
+    server.stop().await;
+}
+
+async fn a_thousand_waiters_are_all_woken(kind: Kind) {
+    let app = TestApp::new(kind).await;
+    let id = new_id();
+    app.put(&format!("/results/{id}"), json!({})).await;
+    let mut waiters = Vec::new();
+    for _ in 0..1000 {
+        let router = app.router.clone();
+        let uri = format!("/results/{id}?wait=30");
+        waiters.push(tokio::spawn(async move {
+            use tower::ServiceExt;
+            let resp = router
+                .oneshot(axum::http::Request::get(uri).body(axum::body::Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let bytes = http_body_util::BodyExt::collect(resp.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            serde_json::from_slice::<serde_json::Value>(&bytes).unwrap()["state"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.ctx.wait_limiter().held() < 1000 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.ctx.wait_limiter().held(), 1000);
+    app.patch(&format!("/results/{id}"), json!({"state": "REVOKED"})).await;
+    for w in waiters {
+        assert_eq!(
+            tokio::time::timeout(Duration::from_secs(20), w).await.unwrap().unwrap(),
+            "REVOKED"
+        );
+    }
+    assert_eq!(app.ctx.wait_limiter().held(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_fall_back_to_polling_when_config_is_refused() {
+    let server = crate::support::RedisServer::start_with(&["--rename-command", "CONFIG", ""]);
+    let settings = crate::support::test_settings();
+    let store = resultd::store::RedisStore::connect(&server.url(), &settings.redis)
+        .await
+        .unwrap();
+    assert_eq!(store.wake_mode(), "polling");
+    let live = crate::support::LiveServer::over(resultd::store::Store::Redis(store), Some(server), settings).await;
+    let r = reqwest::get(live.url("/health/ready"))
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(r["wake_mode"], "polling");
+    let client = reqwest::Client::new();
+    let id = new_id();
+    client
+        .put(live.url(&format!("/results/{id}")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let url = live.url(&format!("/results/{id}?wait=20"));
+    let waiter = tokio::spawn(async move {
+        let started = Instant::now();
+        let r = client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        (r, started.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    live.redis
+        .as_ref()
+        .unwrap()
+        .cli(&["HSET", &format!("test.mognet.result.{id}"), "state", "\"SUCCESS\""]);
+    let (body, elapsed) = waiter.await.unwrap();
+    assert_eq!(body["state"], "SUCCESS");
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
+    live.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_during_a_wait_misses_no_completion() {
+    let server = crate::support::RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let settings = crate::support::test_settings();
+    let store = resultd::store::RedisStore::connect(&server.url(), &settings.redis)
+        .await
+        .unwrap();
+    let mut live = crate::support::LiveServer::over(resultd::store::Store::Redis(store), Some(server), settings).await;
+    let client = reqwest::Client::new();
+    let id = new_id();
+    client
+        .put(live.url(&format!("/results/{id}")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let url = live.url(&format!("/results/{id}?wait=30"));
+    let c = client.clone();
+    let waiter = tokio::spawn(async move {
+        c.get(url)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let redis = live.redis.as_mut().unwrap();
+    redis.restart();
+    // Completed while resultd is still reconnecting: no notification reaches it for this write.
+    redis.cli(&["HSET", &format!("test.mognet.result.{id}"), "state", "\"SUCCESS\""]);
+    let body = tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .expect("answered")
+        .unwrap();
+    assert_eq!(body["state"], "SUCCESS");
+    // Notifications are back on after the restart, so new waits wake at once.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let flags = live
+            .redis
+            .as_ref()
+            .unwrap()
+            .cli(&["CONFIG", "GET", "notify-keyspace-events"]);
+        if flags.contains('K') || Instant::now() > deadline {
+            assert!(flags.contains('K'), "{flags}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    live.stop().await;
 }

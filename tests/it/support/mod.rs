@@ -160,6 +160,39 @@ impl TestApp {
     }
 }
 
+/// A resultd served on a real loopback socket (for sockets, disconnects and shutdown).
+pub struct LiveServer {
+    pub base: String,
+    pub ctx: ApiContext,
+    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub redis: Option<RedisServer>,
+}
+
+impl LiveServer {
+    pub async fn start(kind: Kind, settings: Settings) -> Self {
+        let TestStore { store, redis } = store(kind).await;
+        Self::over(store, redis, settings).await
+    }
+
+    pub async fn over(store: Store, redis: Option<RedisServer>, settings: Settings) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let ctx = ApiContext::new(settings, store, CancellationToken::new()).expect("context");
+        let task = tokio::spawn(server::serve(listener, ctx.clone()));
+        Self { base, ctx, task, redis }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Cancels the server and waits for it to finish.
+    pub async fn stop(self) {
+        self.ctx.shutdown_token().cancel();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.task).await;
+    }
+}
+
 /// A fresh result id.
 pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
@@ -169,16 +202,14 @@ pub fn new_id() -> String {
 #[macro_export]
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
-        mod memory {
+        $crate::on_both_stores!(@each memory, Memory; $($name),*);
+        $crate::on_both_stores!(@each redis, Redis; $($name),*);
+    };
+    (@each $module:ident, $kind:ident; $($name:ident),*) => {
+        mod $module {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name($crate::support::Kind::Memory).await }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() { super::$name($crate::support::Kind::Redis).await }
+                async fn $name() { super::$name($crate::support::Kind::$kind).await }
             )*
         }
     };

@@ -13,6 +13,7 @@ pub struct RedisServer {
     /// The port it listens on (127.0.0.1).
     pub port: u16,
     dir: tempfile::TempDir,
+    extra: Vec<String>,
 }
 
 fn free_port() -> u16 {
@@ -62,7 +63,12 @@ impl RedisServer {
                 .stderr(Stdio::null())
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {binary}: {e} (make test installs redis-server)"));
-            let mut server = Self { child, port, dir };
+            let mut server = Self {
+                child,
+                port,
+                dir,
+                extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            };
             if server.wait_ready(Duration::from_secs(5)) {
                 return server;
             }
@@ -126,6 +132,7 @@ impl RedisServer {
                 ])
                 .arg("--dir")
                 .arg(self.dir.path())
+                .args(&self.extra)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
