@@ -274,8 +274,8 @@ async fn events_stream_every_change_until_done(kind: Kind) {
     // Resuming with the last event id sends nothing new: the result is done and unchanged.
     let last_id = text
         .lines()
-        .filter_map(|l| l.strip_prefix("id: "))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix("id: "))
         .unwrap()
         .to_owned();
     let resumed = client
