@@ -19,6 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
+use fred::types::config::UnresponsiveConfig;
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand};
 
@@ -239,6 +240,12 @@ impl RedisStore {
                 c.connection_timeout = connect_timeout;
                 c.internal_command_timeout = command_timeout;
                 c.max_command_attempts = 2;
+                // A connection that stops answering (a blackholed network) is closed and
+                // reconnected instead of failing every command until TCP gives up.
+                c.unresponsive = UnresponsiveConfig {
+                    max_timeout: Some(command_timeout),
+                    interval: (command_timeout / 4).max(Duration::from_millis(50)),
+                };
                 c.tcp = TcpConfig {
                     nodelay: Some(true),
                     ..TcpConfig::default()
@@ -342,6 +349,18 @@ impl RedisStore {
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }
+            }
+        });
+        // The subscriber sends nothing on its own, so a dead network would go unnoticed and
+        // waits would sleep to their deadline: ping it, and let the unresponsive check reconnect.
+        let weak = Arc::downgrade(&self.inner);
+        let period = Duration::from_millis(settings.command_timeout_ms.clamp(100, 1000));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                let _ = tokio::time::timeout(period * 4, inner.subscriber.ping::<Value>(None)).await;
             }
         });
         // After any reconnect: turn notifications back on and make every waiter re-read, so

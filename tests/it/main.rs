@@ -3,6 +3,7 @@
 
 mod conformance;
 mod openapi;
+mod outage;
 mod redis_layout;
 mod results;
 mod support;

@@ -1,6 +1,7 @@
 //! Test helpers: the app under test over either store, and a real redis-server.
 
 pub mod redis;
+pub mod relay;
 
 use axum::Router;
 use axum::body::Body;
