@@ -93,7 +93,7 @@ fn load(
                                 }
                                 if kind == "PUT" && status == 201 {
                                     t.acked.push(id.clone());
-                                } else if !(200..300).contains(&status) && !(kind == "GET" && status == 404) {
+                                } else if !((200..300).contains(&status) || (kind == "GET" && status == 404)) {
                                     t.bad.push(format!("{kind} answered {status}"));
                                     break;
                                 }
