@@ -132,6 +132,12 @@ pub fn require_json_media_type(headers: &HeaderMap, allow_holder: bool) -> Resul
 /// Parses JSON: syntax errors (and bad UTF-8, and nesting past 128) are 400 `invalid-json`,
 /// well-formed JSON of the wrong shape is 422 `invalid-body`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if nesting_depth(bytes) > MAX_JSON_DEPTH {
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("invalid body: JSON nested deeper than {MAX_JSON_DEPTH} levels"),
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         let code = if e.is_data() {
             ErrorCode::InvalidBody
@@ -140,6 +146,35 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::new(code, format!("invalid body: {e}"))
     })
+}
+
+/// Deepest JSON nesting accepted anywhere (Python's `json.loads` must be able to read it back).
+pub const MAX_JSON_DEPTH: usize = 128;
+
+/// The deepest nesting of arrays and objects in a JSON text (strings skipped).
+fn nesting_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 /// Reads `If-Match` / `If-None-Match: *` as a write precondition.

@@ -2,6 +2,7 @@
 #![allow(unreachable_pub, missing_docs, dead_code, clippy::unwrap_used)]
 
 mod conformance;
+mod hostile;
 mod openapi;
 mod outage;
 mod redis_layout;
