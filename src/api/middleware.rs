@@ -65,17 +65,18 @@ fn is_wait(method: &Method, uri: &Uri, prefer_wait: bool) -> bool {
             .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("wait=")))
 }
 
-/// Bounds every request but waits by `server.request_timeout_ms` (slow bodies included).
+/// Bounds every request by `server.request_timeout_ms` (slow bodies included); waits get
+/// `wait.max_seconds` on top, since they have their own, shorter deadline.
 pub async fn request_timeout(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
     let prefer_wait = request
         .headers()
         .get_all("prefer")
         .iter()
         .any(|v| v.to_str().is_ok_and(|s| s.contains("wait")));
+    let mut limit = Duration::from_millis(ctx.settings().server.request_timeout_ms);
     if is_wait(request.method(), request.uri(), prefer_wait) {
-        return next.run(request).await;
+        limit += Duration::from_secs(ctx.settings().wait.max_seconds);
     }
-    let limit = Duration::from_millis(ctx.settings().server.request_timeout_ms);
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::new(
