@@ -93,6 +93,19 @@ async fn a_result_deleted_during_the_wait_ends_it_with_404(kind: Kind) {
     assert_eq!(waiter.await.unwrap(), StatusCode::NOT_FOUND);
 }
 
+async fn a_result_expiring_during_the_wait_ends_it_with_404(kind: Kind) {
+    let app = TestApp::new(kind).await;
+    let id = new_id();
+    app.put(&format!("/results/{id}?ttl=1"), json!({})).await;
+    let started = Instant::now();
+    let r = app.get(&format!("/results/{id}?wait=20")).await;
+    assert_eq!(
+        (r.status, r.problem_code().as_str()),
+        (StatusCode::NOT_FOUND, "result-not-found")
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+}
+
 async fn waits_past_the_cap_are_refused(kind: Kind) {
     let mut settings = crate::support::test_settings();
     settings.wait.max_waiters = 1;
@@ -126,6 +139,7 @@ on_both_stores!(
     a_result_created_during_the_wait_counts,
     a_result_deleted_during_the_wait_ends_it_with_404,
     waits_past_the_cap_are_refused,
+    a_result_expiring_during_the_wait_ends_it_with_404,
     a_multi_wait_answers_any_and_all,
     a_multi_wait_runs_out_unsatisfied,
     events_stream_every_change_until_done,
