@@ -5,5 +5,6 @@ mod conformance;
 mod openapi;
 mod redis_layout;
 mod results;
+mod state;
 mod support;
 mod waiting;
