@@ -9,10 +9,12 @@ use axum::http::{HeaderMap, header};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::domain::{AppName, ResultId};
 use crate::error::{ApiError, ErrorCode};
 use crate::server::ApiContext;
+use crate::store::codec::compact_json;
 use crate::store::results::Precondition;
 
 /// Query parameters, parsed into `T`; malformed ones are a 400 `invalid-query` problem.
@@ -175,6 +177,31 @@ fn nesting_depth(bytes: &[u8]) -> usize {
         }
     }
     deepest
+}
+
+/// Reads a JSON object body as its members, each value as compact JSON text (tokens, escapes and
+/// nested member order as sent). A repeated member keeps its last value, as JSON parsers do.
+pub fn object_members(body: &JsonBody) -> Result<Vec<(String, Bytes)>, ApiError> {
+    let object: std::collections::BTreeMap<String, Box<RawValue>> = body.parse().map_err(|e| {
+        if e.code() == ErrorCode::InvalidJson {
+            e
+        } else {
+            ApiError::new(ErrorCode::InvalidBody, "the body must be a JSON object")
+        }
+    })?;
+    Ok(object
+        .into_iter()
+        .map(|(k, v)| (k, Bytes::from(compact_json(v.get()).into_owned())))
+        .collect())
+}
+
+/// Reads a JSON object body as field changes (RFC 7396 at the top level): a value to set
+/// (compact JSON) or, for `null`, `None` to remove the field.
+pub fn object_changes(body: &JsonBody) -> Result<Vec<(String, Option<Bytes>)>, ApiError> {
+    Ok(object_members(body)?
+        .into_iter()
+        .map(|(k, v)| if v.as_ref() == b"null" { (k, None) } else { (k, Some(v)) })
+        .collect())
 }
 
 /// Reads `If-Match` / `If-None-Match: *` as a write precondition.

@@ -2,12 +2,11 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-use super::extract::{JsonBody, Query, app_name, result_id};
+use super::extract::{JsonBody, Query, app_name, object_changes, result_id};
 use super::results::{AppParam, not_found};
 use crate::domain::ResultId;
 use crate::error::{ApiError, ErrorCode, Problem};
@@ -95,28 +94,6 @@ pub async fn patch_result_metadata(
         .await?
         .ok_or_else(|| not_found(&app, &id))?;
     Ok(metadata_json(fields))
-}
-
-/// Reads a JSON object body as field changes: a value to set (compact JSON) or `None` to remove.
-pub fn object_changes(body: &JsonBody) -> Result<Vec<(String, Option<Bytes>)>, ApiError> {
-    let object: std::collections::BTreeMap<String, Box<RawValue>> = body.parse().map_err(|e| {
-        if e.code() == ErrorCode::InvalidJson {
-            e
-        } else {
-            ApiError::new(ErrorCode::InvalidBody, "the body must be a JSON object")
-        }
-    })?;
-    Ok(object
-        .into_iter()
-        .map(|(k, v)| {
-            let text = v.get().trim();
-            if text == "null" {
-                (k, None)
-            } else {
-                (k, Some(Bytes::from(text.to_owned())))
-            }
-        })
-        .collect())
 }
 
 /// Lists a result's child ids.

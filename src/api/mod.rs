@@ -7,6 +7,7 @@ pub mod metadata;
 pub mod middleware;
 pub mod openapi;
 pub mod results;
+pub mod state;
 pub mod values;
 pub mod wait;
 pub mod waiting;
@@ -32,6 +33,18 @@ pub fn router() -> OpenApiRouter<ApiContext> {
         .routes(routes!(values::get_result_value, values::put_result_value))
         .routes(routes!(metadata::get_result_metadata, metadata::patch_result_metadata))
         .routes(routes!(metadata::get_result_children, metadata::add_result_children))
+        .routes(routes!(
+            state::get_state,
+            state::put_state,
+            state::patch_state,
+            state::delete_state
+        ))
+        .routes(routes!(
+            state::get_state_field,
+            state::put_state_field,
+            state::delete_state_field
+        ))
+        .routes(routes!(state::increment_state_field))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
 }

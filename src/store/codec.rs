@@ -144,6 +144,36 @@ fn utf8_len(first: u8) -> usize {
     }
 }
 
+/// Removes the insignificant whitespace of JSON text that is already known to be valid, keeping
+/// every token (numbers, escapes, member order) exactly as written.
+pub fn compact_json(text: &str) -> Cow<'_, str> {
+    let bytes = text.as_bytes();
+    if !bytes.iter().any(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r')) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let (mut in_string, mut escaped, mut start) = (false, false, 0);
+    for (i, &b) in bytes.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            // ASCII whitespace is one byte, so `i` and `i + 1` are character boundaries.
+            out.push_str(&text[start..i]);
+            start = i + 1;
+        }
+    }
+    out.push_str(&text[start..]);
+    Cow::Owned(out)
+}
+
 /// Reads one JSON cell as raw JSON, accepting Python's dialect.
 pub fn read_cell(field: &str, bytes: &[u8]) -> Result<Box<RawValue>, CorruptField> {
     let text = std::str::from_utf8(bytes).map_err(|_| corrupt(field, "not UTF-8"))?;
@@ -399,6 +429,18 @@ mod tests {
         assert_eq!(normalize_python_json("\"\\udce9\""), "\"\\ufffd\"");
         assert_eq!(normalize_python_json("\"\\ud83d\\ude00\""), "\"\\ud83d\\ude00\"");
         assert_eq!(normalize_python_json("{\"\\u00fc\": 1.5}"), "{\"\\u00fc\": 1.5}");
+    }
+
+    #[test]
+    fn compacting_keeps_tokens_and_strings_as_written() {
+        assert_eq!(compact_json("{\"step\": 3, \"of\": 10}"), "{\"step\":3,\"of\":10}");
+        assert_eq!(
+            compact_json("[1180591620717411303424, 1.50, \"a b\"]"),
+            "[1180591620717411303424,1.50,\"a b\"]"
+        );
+        assert_eq!(compact_json(" \"\\\" x \\u00fc\" "), "\"\\\" x \\u00fc\"");
+        assert_eq!(compact_json("{\n\t\"ü k\" :\r\n null }"), "{\"ü k\":null}");
+        assert!(matches!(compact_json("7"), Cow::Borrowed("7")));
     }
 
     #[test]

@@ -89,7 +89,8 @@ if not ok then
   return {'nan', redis.call('HGET', KEYS[1], ARGV[1])}
 end
 if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-return {'ok', v}
+-- Lua numbers are doubles, exact only to 2^53: answer the stored text instead of v.
+return {'ok', redis.call('HGET', KEYS[1], ARGV[1])}
 ";
 
 const POP_FIELD: &str = r"
@@ -540,7 +541,11 @@ impl ResultStore for RedisStore {
         let mut it = items.into_iter();
         let tag = it.next().map(string_of).unwrap_or_default();
         Ok(match (tag.as_str(), it.next()) {
-            ("ok", Some(Value::Integer(n))) => IncrementOutcome::Value(n),
+            ("ok", Some(v)) => IncrementOutcome::Value(
+                string_of(v)
+                    .parse()
+                    .map_err(|_| StoreError::Backend("unexpected increment reply".to_owned()))?,
+            ),
             ("overflow", _) => IncrementOutcome::Overflow,
             ("nan", v) => IncrementOutcome::NotInteger(v.map(bytes_of).unwrap_or_default()),
             _ => return Err(StoreError::Backend("unexpected increment reply".to_owned())),

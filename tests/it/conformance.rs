@@ -111,6 +111,15 @@ async fn increments_are_integers_and_refuse_overflow(kind: Kind) {
         s.increment("c.i", "big", 1, None).await.unwrap(),
         IncrementOutcome::Overflow
     );
+    // Past 2^53 (where Lua's doubles stop being exact) the answer is still exact.
+    assert_eq!(
+        s.increment("c.i", "big", -1, None).await.unwrap(),
+        IncrementOutcome::Value(i64::MAX - 1)
+    );
+    assert_eq!(
+        s.increment("c.i", "near", (1 << 53) + 1, None).await.unwrap(),
+        IncrementOutcome::Value((1 << 53) + 1)
+    );
 }
 
 async fn concurrent_increments_lose_nothing(kind: Kind) {

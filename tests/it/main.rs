@@ -7,5 +7,6 @@ mod openapi;
 mod outage;
 mod redis_layout;
 mod results;
+mod state;
 mod support;
 mod waiting;
