@@ -2,6 +2,7 @@
 #![allow(unreachable_pub, missing_docs, dead_code, clippy::unwrap_used)]
 
 mod conformance;
+mod interop;
 mod openapi;
 mod redis_layout;
 mod results;

@@ -183,3 +183,53 @@ macro_rules! on_both_stores {
         }
     };
 }
+
+/// resultd serving on a real loopback socket over the Redis store, as a client in another
+/// process sees it. Dropping it cancels the server.
+pub struct LiveServer {
+    /// `http://127.0.0.1:{port}`.
+    pub base_url: String,
+    /// The Redis URL the server uses (database included).
+    pub redis_url: String,
+    pub ctx: ApiContext,
+    pub redis: RedisServer,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl LiveServer {
+    /// Starts a redis-server and resultd over database `db` of it, with `settings`.
+    pub async fn start(settings: Settings, db: u8) -> Self {
+        let redis = RedisServer::start();
+        let redis_url = format!("redis://127.0.0.1:{}/{db}", redis.port);
+        let store = RedisStore::connect(&redis_url, &settings.redis)
+            .await
+            .expect("redis store");
+        let ctx = ApiContext::new(settings, Store::Redis(store), CancellationToken::new()).expect("context");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a loopback port");
+        let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let task = tokio::spawn(server::serve(listener, ctx.clone()));
+        Self {
+            base_url,
+            redis_url,
+            ctx,
+            redis,
+            task: Some(task),
+        }
+    }
+
+    /// Cancels the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        self.ctx.shutdown_token().cancel();
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server");
+        }
+    }
+}
+
+impl Drop for LiveServer {
+    fn drop(&mut self) {
+        self.ctx.shutdown_token().cancel();
+    }
+}
