@@ -13,11 +13,12 @@ from datetime import datetime, timezone
 from uuid import uuid4
 
 from mognet.exceptions.result_exceptions import ResultNotReady, ResultValueLost, Revoked
+from mognet.backend.redis_result_backend import RedisResultBackend
 from mognet.model.result import Result, ResultState
 from mognet.state.state import State
 
 from common import (
-    STATE_ROUTE_MISSING, Http, Report, connect_backends, parse_args, parse_ts, raw_redis,
+    STATE_ROUTE_MISSING, Http, Report, connect_backends, mognet_config, parse_args, parse_ts, raw_redis,
     result_key, state_routes_available, stored_cells, stored_holder,
 )
 
@@ -76,8 +77,10 @@ class Checker:
         rep.eq(f"{label}: done equals Result.done", body.get("done"), res.done)
         rep.eq(f"{label}: app is the App name", body.get("app"), self.app)
         redis_ttl = self.r.ttl(key)
-        rep.check(f"{label}: ttl is the key's TTL", body.get("ttl") is not None
-                  and abs(body["ttl"] - redis_ttl) <= 2, f"api {body.get('ttl')} redis {redis_ttl}")
+        ttl = body.get("ttl")
+        rep.check(f"{label}: ttl is the key's TTL",
+                  ttl is None if redis_ttl == -1 else ttl is not None and abs(ttl - redis_ttl) <= 2,
+                  f"api {ttl} redis {redis_ttl}")
         return body
 
     async def value(self, label: str, rid, rb, expected=None, *, check_python=True) -> None:
@@ -255,6 +258,8 @@ async def run(args, rep: Report) -> None:
             await rb.set(kid.id, kid)
             kids.append(kid.id)
         await app.revoke(parent.id)
+        rep.eq("App.revoke: the placeholder value has no TTL (mognet's get_or_create quirk)",
+               r.ttl(result_key(app_name, parent.id) + "/value"), -1)
         for label, rid in [("App.revoke parent", parent.id), ("App.revoke child 1", kids[0]),
                            ("App.revoke child 2", kids[1])]:
             body = await c.record(label, rid, rb)
@@ -271,6 +276,26 @@ async def run(args, rep: Report) -> None:
 
     await case("Result.revoke", revoked_by_result)
     await case("App.revoke", revoked_by_app)
+
+    # --- no TTLs (result_ttl=None, result_value_ttl=None) ----------------------------------------
+    async def no_ttl():
+        cfg = mognet_config(args.redis)
+        cfg.result_backend.redis.result_ttl = None
+        cfg.result_backend.redis.result_value_ttl = None
+        forever = RedisResultBackend(cfg.result_backend, app=app)
+        await forever.connect()
+        try:
+            res = new(forever)
+            await forever.set(res.id, res)
+            await res.set_result("kept")
+            rep.eq("no ttl: mognet set no EXPIRE", r.ttl(result_key(app_name, res.id)), -1)
+            body = await c.record("no ttl", res.id, rb)
+            rep.eq("no ttl: ttl is null", body.get("ttl", "absent"), None)
+            await c.value("no ttl", res.id, rb, "kept")
+        finally:
+            await forever.close()
+
+    await case("no ttl", no_ttl)
 
     # --- parent with two children ---------------------------------------------------------------
     async def family():

@@ -11,11 +11,13 @@ import asyncio
 import gzip
 import json
 import urllib.parse
+from datetime import datetime, timezone
 from uuid import uuid4
 
 from mognet.exceptions.result_exceptions import (
     ResultFailed, ResultNotReady, ResultValueLost, Revoked,
 )
+from mognet.model.result import Result, ResultState
 from mognet.state.state import State
 
 from common import (
@@ -278,6 +280,63 @@ async def run(args, rep: Report) -> None:
 
     await case("revoked value", revoked_with_value)
     await case("revoked patch", revoked_by_patch)
+
+    async def invalid():
+        rid = await create("invalid")
+        resp = await complete(rid, "INVALID", body="unknown task")
+        rep.eq("invalid: PUT value?state=INVALID answers 200", resp.status, 200)
+        res = await rb.get(rid)
+        rep.eq("invalid: mognet reads INVALID, done and failed", (res.state.value, res.done, res.failed),
+               ("INVALID", True, True))
+        try:
+            await res.get()
+            rep.check("invalid: Result.get() raises Exception(value)", False, "no exception")
+        except Exception as e:
+            rep.eq("invalid: Result.get() raises Exception(value)", (type(e).__name__, str(e)),
+                   ("Exception", "unknown task"))
+
+    async def mixed():
+        # A Python client submits (mognet writes PENDING); a non-Python worker runs it over HTTP.
+        res = Result(rb, id=uuid4(), name="py.submitted", state=ResultState.PENDING,
+                     created=datetime.now(tz=timezone.utc), request_kwargs_repr="7")
+        await rb.set(res.id, res)
+        await res.set_metadata(submitted_by="python")
+        r.hset(result_key(app_name, res.id), "x_extra", '"kept"')
+        rid = str(res.id)
+        await start("mixed", rid)
+        waiter = asyncio.create_task(res.wait(timeout=20))
+        await asyncio.sleep(0.15)
+        resp = await complete(rid, "SUCCESS", body={"ran": "elsewhere"})
+        rep.eq("mixed: completing a mognet-written result answers 200", resp.status, 200)
+        await waiter
+        rep.eq("mixed: Result.wait() sees SUCCESS with mognet's own fields kept",
+               (res.state.value, res.name, res.request_kwargs_repr, res.number_of_starts, res.number_of_stops),
+               ("SUCCESS", "py.submitted", "7", 1, 1))
+        rep.eq("mixed: Result.get() returns the HTTP value", await res.get(), {"ran": "elsewhere"})
+        rep.eq("mixed: metadata written by mognet is kept", await res.get_metadata(), {"submitted_by": "python"})
+        rep.eq("mixed: a field mognet does not know survives", r.hget(result_key(app_name, rid), "x_extra"),
+               b'"kept"')
+        await same_record("mixed", rid)
+
+    async def deleted():
+        parent = await create("delete")
+        kid = await create("delete kid")
+        http.post(f"/results/{parent}/children", {"ids": [kid]})
+        http.patch(f"/results/{parent}/metadata", {"a": 1})
+        await complete(parent, "SUCCESS", body=1)
+        resp = http.delete(f"/results/{parent}", recursive="true")
+        rep.eq("delete: DELETE answers 204", resp.status, 204)
+        rep.eq("delete: mognet finds neither result", (await rb.get(parent), await rb.get(kid)), (None, None))
+        rep.eq("delete: no metadata or children left for mognet",
+               (await rb.get_metadata(parent), await rb.get_children_count(parent)), ({}, 0))
+        try:
+            await rb.get_value(parent)
+            rep.check("delete: the value is gone (ResultValueLost)", False, "no exception")
+        except ResultValueLost:
+            rep.check("delete: the value is gone (ResultValueLost)", True)
+
+    for label, body in [("invalid", invalid), ("mixed", mixed), ("delete", deleted)]:
+        await case(label, body)
 
     # --- metadata -------------------------------------------------------------------------------
     async def metadata():

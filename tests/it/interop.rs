@@ -189,21 +189,32 @@ async fn results_written_over_http_read_back_in_mognet_with_plain_values() {
     assert_report(&report, 150);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_poll_is_answered_when_a_real_mognet_worker_finishes() {
-    let server = LiveServer::start(settings(), DB).await;
+/// Runs the worker script and checks how its waits were woken.
+async fn worker_long_polls(settings: Settings, wake_mode: &str) {
+    let server = LiveServer::start(settings, DB).await;
     let report = run_script(&server, "worker_wait.py", "interop.worker", &[]).await;
     server.stop().await;
     assert_report(&report, 40);
+    assert_eq!(report.measurements["wake_mode"], wake_mode, "{}", report.measurements);
     assert_eq!(
-        report.measurements["wake_mode"], "keyspace-notifications",
-        "worker writes must wake waits through keyspace notifications"
-    );
-    assert!(
-        report.measurements["http_wait_latency_ms"]["runs"].as_u64() == Some(5),
+        report.measurements["http_wait_latency_ms"]["runs"].as_u64(),
+        Some(5),
         "{}",
         report.measurements
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_is_answered_when_a_real_mognet_worker_finishes() {
+    worker_long_polls(settings(), "keyspace-notifications").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_is_answered_for_a_real_worker_by_polling_without_notifications() {
+    let mut s = settings();
+    s.redis.configure_notifications = false;
+    s.redis.poll_interval_ms = 100;
+    worker_long_polls(s, "polling").await;
 }
 
 #[test]
