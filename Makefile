@@ -1,5 +1,5 @@
 # The single source of commands: README, CI and developers all go through these targets.
-.PHONY: run test lint fmt openapi ci redis bench build
+.PHONY: run test lint fmt openapi ci redis chromium bench build
 
 CARGO ?= cargo
 
@@ -10,8 +10,8 @@ run:
 build:
 	$(CARGO) build --release --locked
 
-## Every test: installs redis-server when missing, then runs the one integration binary.
-test: redis
+## Every test: installs redis-server and chromium when missing, then runs the one integration binary.
+test: redis chromium
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \
 	else \
@@ -21,6 +21,10 @@ test: redis
 ## redis-server and redis-cli from Debian's packages, when missing.
 redis:
 	@scripts/ensure-redis.sh
+
+## Debian's chromium, for the browser test of the docs page, when missing.
+chromium:
+	@scripts/ensure-chromium.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -1,6 +1,7 @@
 //! The one integration test binary: support code and one module per area.
 #![allow(unreachable_pub, missing_docs, dead_code, clippy::unwrap_used)]
 
+mod browser;
 mod conformance;
 mod openapi;
 mod redis_layout;

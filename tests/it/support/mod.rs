@@ -183,3 +183,49 @@ macro_rules! on_both_stores {
         }
     };
 }
+
+/// resultd served on a real loopback socket (memory store), as a browser or curl meets it.
+pub struct LiveServer {
+    pub addr: std::net::SocketAddr,
+    pub ctx: ApiContext,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl LiveServer {
+    /// Binds 127.0.0.1:0 and serves `resultd::server::serve` in a task.
+    pub async fn start(settings: Settings) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let TestStore { store, .. } = store(Kind::Memory).await;
+        let ctx = ApiContext::new(settings, store, CancellationToken::new()).expect("context");
+        let task = tokio::spawn(server::serve(listener, ctx.clone()));
+        Self {
+            addr,
+            ctx,
+            task: Some(task),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Cancels the shutdown token and waits (bounded) for the server to return.
+    pub async fn stop(mut self) {
+        self.ctx.shutdown_token().cancel();
+        if let Some(task) = self.task.take() {
+            let done = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+            assert!(
+                done.is_ok(),
+                "the server did not stop within 10 s of its shutdown token"
+            );
+        }
+    }
+}
+
+impl Drop for LiveServer {
+    fn drop(&mut self) {
+        self.ctx.shutdown_token().cancel();
+    }
+}
