@@ -6,5 +6,6 @@ mod conformance;
 mod openapi;
 mod redis_layout;
 mod results;
+mod startup;
 mod support;
 mod waiting;
