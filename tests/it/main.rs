@@ -8,4 +8,5 @@ mod redis_layout;
 mod results;
 mod startup;
 mod support;
+mod tour;
 mod waiting;
