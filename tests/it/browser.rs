@@ -342,6 +342,66 @@ async fn try_it_out(cdp: &Cdp, op_id: &str, id: &str) -> (String, String) {
     )
 }
 
+/// Opens an operation and presses "Try it out"; the request body Swagger fills in.
+async fn example_body(cdp: &Cdp, op_id: &str) -> String {
+    let op = serde_json::to_string(op_id).unwrap();
+    cdp.eval(&format!(
+        "__click({op}, '.opblock-summary-control') || __click({op}, '.opblock-summary')"
+    ))
+    .await;
+    cdp.wait_for(
+        &format!("the Try it out button of {op_id}"),
+        &format!("__click({op}, 'button.try-out__btn')"),
+    )
+    .await;
+    let body = cdp
+        .wait_for(
+            &format!("the request body of {op_id}"),
+            &format!(
+                "(() => {{ const t = __within({op}, 'textarea.body-param__text'); return t ? t.value : null; }})()"
+            ),
+        )
+        .await;
+    body.as_str().unwrap_or_default().to_owned()
+}
+
+/// The Swagger element id and the documented JSON example of every operation with a body.
+fn request_body_examples() -> Vec<(String, Value)> {
+    let doc: Value = serde_json::from_str(COMMITTED).unwrap();
+    let schema_example = |schema: &Value| -> Value {
+        let schema = match schema["$ref"].as_str() {
+            Some(r) => &doc["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
+            None => schema,
+        };
+        schema
+            .get("example")
+            .cloned()
+            .unwrap_or_else(|| schema["examples"][0].clone())
+    };
+    let mut found = Vec::new();
+    for ops in doc["paths"].as_object().unwrap().values() {
+        for op in ops.as_object().unwrap().values() {
+            let media = &op["requestBody"]["content"]["application/json"];
+            if media.is_null() {
+                continue;
+            }
+            let example = media
+                .get("example")
+                .cloned()
+                .unwrap_or_else(|| schema_example(&media["schema"]));
+            assert!(!example.is_null(), "{}: no example", op["operationId"]);
+            let id = format!(
+                "operations-{}-{}",
+                op["tags"][0].as_str().unwrap(),
+                op["operationId"].as_str().unwrap()
+            );
+            found.push((id, example));
+        }
+    }
+    assert!(found.len() >= 4, "{found:?}");
+    found
+}
+
 /// Every (method, path) pair of the committed document.
 fn operation_count() -> usize {
     let doc: Value = serde_json::from_str(COMMITTED).unwrap();
@@ -402,6 +462,25 @@ async fn docs_page_renders_every_operation_and_tries_put_then_get_in_chromium() 
         assert_eq!(record["id"], ID);
         assert_eq!(record["name"], "invoices.render");
         assert_eq!(record["app"], "test");
+        // The documented problems show their real codes.
+        let shown = cdp
+            .eval("__op('operations-results-get_result').innerText")
+            .await;
+        assert!(
+            shown.as_str().unwrap_or_default().contains("\"code\": \"result-not-found\""),
+            "the 404 of GET /results/{{id}} shows no result-not-found example"
+        );
+
+        // Every other request body starts from its documented example, as Swagger fills it in.
+        for (op_id, example) in request_body_examples() {
+            if op_id == "operations-results-put_result" {
+                continue;
+            }
+            let body = example_body(&cdp, &op_id).await;
+            let parsed: Value = serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("{op_id}: Swagger fills the body with {body:?}: {e}"));
+            assert_eq!(parsed, example, "{op_id}: the body Swagger fills in");
+        }
 
         // Nothing the page did went anywhere but the server under test.
         let urls: Vec<String> = cdp
