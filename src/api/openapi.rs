@@ -7,6 +7,8 @@ use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as Document;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::example::ExampleBuilder;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::schema::{Schema, SchemaType, Type};
 
 use crate::error::{ApiError, ErrorCode, PROBLEM_JSON, Problem};
 
@@ -34,7 +36,38 @@ pub struct ApiDoc;
 pub fn document() -> Document {
     let mut doc = super::router().split_for_parts().1;
     add_problem_examples(&mut doc);
+    headers_are_never_null(&mut doc);
     doc
+}
+
+/// An optional header is absent, never `null`: `Option<String>` header parameters become plain
+/// strings (Swagger would show their type as "stringnull").
+fn headers_are_never_null(doc: &mut Document) {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if parameter.parameter_in != ParameterIn::Header {
+                    continue;
+                }
+                if let Some(RefOr::T(Schema::Object(object))) = &mut parameter.schema
+                    && let SchemaType::Array(types) = &object.schema_type
+                    && let [only] = types.iter().filter(|t| **t != Type::Null).collect::<Vec<_>>()[..]
+                {
+                    object.schema_type = SchemaType::Type(only.clone());
+                }
+            }
+        }
+    }
 }
 
 /// Fills `examples` of every `application/problem+json` response with one example per code

@@ -176,3 +176,25 @@ fn every_problem_response_has_an_example_of_each_code_it_names() {
     assert!(wrong.is_empty(), "problem examples:\n{}", wrong.join("\n"));
     assert!(seen.len() >= 15, "only {} codes have examples: {seen:?}", seen.len());
 }
+
+#[test]
+fn optional_headers_are_documented_as_strings_not_nullable() {
+    let doc: serde_json::Value = serde_json::from_str(COMMITTED).unwrap();
+    let mut headers = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "header" {
+                    headers += 1;
+                    assert!(
+                        p["schema"]["type"].is_string(),
+                        "{method} {path} header {}: {}",
+                        p["name"],
+                        p["schema"]
+                    );
+                }
+            }
+        }
+    }
+    assert!(headers > 5);
+}
