@@ -144,7 +144,7 @@ fn example_detail(code: ErrorCode) -> &'static str {
         ErrorCode::PayloadTooLarge => "the body is larger than the limit of 1048576 bytes",
         ErrorCode::Unauthorized => "a bearer token is required",
         ErrorCode::Forbidden => "this token may not write to app billing",
-        ErrorCode::NotFound => "no route for /result",
+        ErrorCode::NotFound => "no route for /result; the routes are listed at /docs/",
         ErrorCode::MethodNotAllowed => "/results/3f0c8a52-1f4e-4b7a-9d55-0e8f2b4c6a10 does not accept POST",
         ErrorCode::ResultNotFound => "no result 3f0c8a52-1f4e-4b7a-9d55-0e8f2b4c6a10 in app billing",
         ErrorCode::ResultNotReady => {

@@ -245,3 +245,18 @@ async fn redis_store_connects_and_wakes_waiters_when_redis_comes_up_after_result
         "the wait ran out instead of being woken: {record}"
     );
 }
+
+#[tokio::test]
+async fn the_root_and_unknown_routes_point_to_the_docs_page() {
+    let app = TestApp::new(crate::support::Kind::Memory).await;
+    for uri in ["/", "/result"] {
+        let r = app.get(uri).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert_eq!(r.problem_code(), "not-found");
+        let detail = r.json()["detail"].as_str().unwrap_or_default().to_owned();
+        assert!(detail.contains("/docs/"), "{uri}: {detail}");
+    }
+    let r = app.get("/docs").await;
+    assert!(r.status.is_redirection(), "/docs answers {}", r.status);
+    assert_eq!(r.header("location"), Some("/docs/"));
+}
