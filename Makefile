@@ -1,5 +1,5 @@
 # The single source of commands: README, CI and developers all go through these targets.
-.PHONY: run test lint fmt openapi ci redis interop-venv bench build fuzz-api soak
+.PHONY: run test lint fmt openapi ci redis interop-venv chromium bench build fuzz-api soak
 
 CARGO ?= cargo
 
@@ -10,8 +10,8 @@ run:
 build:
 	$(CARGO) build --release --locked
 
-## Every test: installs redis-server when missing, builds the mognet venv, then runs the one integration binary.
-test: redis interop-venv
+## Every test: installs redis-server and chromium when missing, builds the mognet venv, then runs the one integration binary.
+test: redis chromium interop-venv
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \
 	else \
@@ -26,6 +26,10 @@ redis:
 ## reused while the requirements and the Python version are unchanged.
 interop-venv:
 	@scripts/venv.sh .venv-interop interop/requirements.txt
+
+## Debian's chromium, for the browser test of the docs page, when missing.
+chromium:
+	@scripts/ensure-chromium.sh
 
 lint:
 	$(CARGO) fmt --all -- --check

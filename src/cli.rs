@@ -14,7 +14,17 @@ use crate::server::{self, ApiContext};
 #[command(
     name = "resultd",
     version,
-    after_help = "Examples:\n  resultd                                   serve on 127.0.0.1:8080 with the embedded store\n  RESULTD_STORE=redis://127.0.0.1:6379/0 resultd serve\n  resultd openapi > openapi/openapi.json\n  resultd config\n\nSettings: config/default.toml, the file named by RESULTD_CONFIG, then RESULTD_* variables."
+    long_about = "Task results and per-app state over HTTP, in mognet's Redis layout.\n\n\
+                  Stores, completes and serves results that mognet's Python workers see too, and lets\n\
+                  any client wait for a result without polling. With no subcommand it serves.",
+    after_help = "Examples:\n  \
+        resultd                                    serve on 127.0.0.1:8080 with the embedded store;\n  \
+        \x20                                          docs at http://127.0.0.1:8080/docs/\n  \
+        RESULTD_STORE=redis://127.0.0.1:6379/0 resultd serve\n  \
+        curl -s localhost:8080/health/ready\n  \
+        resultd config                             the effective settings, passwords redacted\n\n\
+        Settings: config/default.toml, the file named by RESULTD_CONFIG, then RESULTD_* variables\n\
+        (RESULTD_LISTEN, RESULTD_STORE, RESULTD_REDIS__COMMAND_TIMEOUT_MS, ...)."
 )]
 pub struct Cli {
     /// What to do; `serve` when omitted.
@@ -25,16 +35,25 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the HTTP API (the default).
-    #[command(after_help = "Example:\n  RESULTD_LISTEN=0.0.0.0:8080 RESULTD_STORE=redis://redis:6379/0 resultd serve")]
+    /// Serve the HTTP API and its docs page (the default).
+    #[command(
+        long_about = "Serve the HTTP API and its docs page (the default).\n\n\
+                      Logs one line with the listen address, the store (password redacted), the\n\
+                      default app and the docs URL. A store that is down at startup is not fatal:\n\
+                      requests get 503 store-unavailable until it answers. SIGTERM or Ctrl-C answers\n\
+                      held waits, drains requests for up to server.shutdown_grace_ms and exits 0.",
+        after_help = "Examples:\n  \
+            resultd serve\n  \
+            RESULTD_LISTEN=0.0.0.0:8080 RESULTD_STORE=redis://redis:6379/0 resultd serve"
+    )]
     Serve,
     /// Print the OpenAPI document (no store needed).
     #[command(after_help = "Example:\n  resultd openapi > openapi/openapi.json")]
     Openapi,
     /// Probe /health/ready of the configured listen address; exit 0 when ready.
-    #[command(after_help = "Example (a Docker HEALTHCHECK):\n  resultd healthcheck")]
+    #[command(after_help = "Example (a Docker HEALTHCHECK):\n  resultd healthcheck && echo ready")]
     Healthcheck,
-    /// Print the effective configuration, secrets redacted.
+    /// Print the effective configuration as TOML, passwords redacted.
     #[command(after_help = "Example:\n  RESULTD_STORE=redis://user:secret@h:6379/0 resultd config")]
     Config,
     /// Print the SHA-256 of a bearer token, for `auth.tokens` in the config.
@@ -86,33 +105,50 @@ async fn serve(settings: Settings) -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(&format!("cannot listen on {}: {e}", settings.listen)),
     };
-    let store = match server::open_store(&settings).await {
-        Ok(s) => s,
-        Err(e) => return fail(&e),
-    };
+    let addr = listener.local_addr().unwrap_or(settings.listen);
+    // Signals count from here on: a SIGTERM while the store is still connecting stops at once.
     let shutdown = CancellationToken::new();
-    let addr = listener
-        .local_addr()
-        .map_or_else(|_| settings.listen.to_string(), |a| a.to_string());
-    tracing::info!(
-        "resultd serving listen={addr} store={} default_app={} docs=http://{addr}/docs",
-        settings.store_redacted(),
-        settings.default_app
-    );
-    let ctx = match ApiContext::new(settings, store, shutdown.clone()) {
-        Ok(c) => c,
-        Err(e) => return fail(&e),
-    };
     let signal = shutdown.clone();
+    let signalled = server::shutdown_signal();
     tokio::spawn(async move {
-        server::shutdown_signal().await;
+        signalled.await;
         tracing::info!("shutting down: answering waiters, draining requests");
         signal.cancel();
     });
+    // One line that says where everything is, before anything can keep the operator waiting.
+    tracing::info!(
+        "resultd listening on {addr} store={} default_app={} docs={}",
+        settings.store_redacted(),
+        settings.default_app,
+        docs_url(addr)
+    );
+    let store = tokio::select! {
+        opened = server::open_store(&settings) => match opened {
+            Ok(s) => s,
+            Err(e) => return fail(&e),
+        },
+        () = shutdown.cancelled() => return ExitCode::SUCCESS,
+    };
+    let ctx = match ApiContext::new(settings, store, shutdown) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
     match server::serve(listener, ctx).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
+}
+
+/// The address a browser on this machine opens for the docs page.
+fn docs_url(mut addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    format!("http://{addr}/docs/")
 }
 
 async fn healthcheck(settings: &Settings) -> ExitCode {

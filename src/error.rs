@@ -105,7 +105,7 @@ pub struct Problem {
     pub code: String,
     /// The id of the request, as in the `x-request-id` header.
     pub request_id: Option<String>,
-    /// The current state, for `illegal-transition`.
+    /// The current state, for `illegal-transition` and `result-not-ready`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub current_state: Option<String>,
     /// The limit in bytes, for `payload-too-large`.

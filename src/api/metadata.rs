@@ -7,6 +7,8 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
 
 use super::extract::{JsonBody, Query, app_name, object_changes, result_id};
 use super::results::{AppParam, not_found};
@@ -17,9 +19,22 @@ use crate::server::ApiContext;
 use crate::store::results;
 
 /// Metadata: one JSON document per key.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(value_type = Object, example = json!({"priority": 5, "tags": ["a", "b"], "user": "alice"}))]
+#[derive(Debug, Serialize)]
 pub struct MetadataBody(serde_json::Map<String, serde_json::Value>);
+
+// By hand: a derived newtype over a map documents no example.
+impl utoipa::PartialSchema for MetadataBody {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("Metadata: one JSON document per key."))
+            .additional_properties(Some(AdditionalProperties::<Schema>::FreeForm(true)))
+            .examples([serde_json::json!({"priority": 5, "tags": ["a", "b"], "user": "alice"})])
+            .into()
+    }
+}
+
+impl ToSchema for MetadataBody {}
 
 /// Child ids of a result.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

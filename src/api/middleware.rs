@@ -89,7 +89,10 @@ pub async fn request_timeout(State(ctx): State<ApiContext>, request: Request, ne
 
 /// The answer for routes that do not exist.
 pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::new(ErrorCode::NotFound, format!("no route for {}", uri.path()))
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!("no route for {}; the routes are listed at /docs/", uri.path()),
+    )
 }
 
 /// The answer for a known route with an unsupported method.

@@ -5,8 +5,12 @@
 
 use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as Document;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::example::ExampleBuilder;
+use utoipa::openapi::path::ParameterIn;
+use utoipa::openapi::schema::{Schema, SchemaType, Type};
 
-use crate::error::Problem;
+use crate::error::{ApiError, ErrorCode, PROBLEM_JSON, Problem};
 
 /// Document-level information: title, tags, shared schemas.
 #[derive(OpenApi)]
@@ -27,9 +31,145 @@ use crate::error::Problem;
 )]
 pub struct ApiDoc;
 
-/// The document as served.
+/// The document as served: the routes' document, with a problem example of every error code
+/// that each error response names in its description.
 pub fn document() -> Document {
-    super::router().split_for_parts().1
+    let mut doc = super::router().split_for_parts().1;
+    add_problem_examples(&mut doc);
+    headers_are_never_null(&mut doc);
+    doc
+}
+
+/// An optional header is absent, never `null`: `Option<String>` header parameters become plain
+/// strings (Swagger would show their type as "stringnull").
+fn headers_are_never_null(doc: &mut Document) {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if parameter.parameter_in != ParameterIn::Header {
+                    continue;
+                }
+                if let Some(RefOr::T(Schema::Object(object))) = &mut parameter.schema
+                    && let SchemaType::Array(types) = &object.schema_type
+                    && let [only] = types.iter().filter(|t| **t != Type::Null).collect::<Vec<_>>()[..]
+                {
+                    object.schema_type = SchemaType::Type(only.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Fills `examples` of every `application/problem+json` response with one example per code
+/// named (in backticks) by its description, so Swagger shows the real code of each case.
+fn add_problem_examples(doc: &mut Document) {
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for response in operation.responses.responses.values_mut() {
+                let RefOr::T(response) = response else { continue };
+                let codes = named_codes(&response.description);
+                let Some(content) = response.content.get_mut(PROBLEM_JSON) else {
+                    continue;
+                };
+                for code in codes {
+                    let example = ExampleBuilder::new()
+                        .summary(format!("{}: {}", code.as_str(), code.title()))
+                        .value(Some(problem_example(code)))
+                        .build();
+                    content.examples.insert(code.as_str().to_owned(), RefOr::T(example));
+                }
+            }
+        }
+    }
+}
+
+/// The error codes a description names in backticks, in order.
+fn named_codes(description: &str) -> Vec<ErrorCode> {
+    description
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter_map(|word| ErrorCode::ALL.iter().copied().find(|c| c.as_str() == word))
+        .collect()
+}
+
+/// A problem document of `code` as the server writes it.
+fn problem_example(code: ErrorCode) -> serde_json::Value {
+    let error = match code {
+        ErrorCode::PayloadTooLarge => ApiError::too_large(1_048_576),
+        ErrorCode::IllegalTransition => ApiError::new(code, example_detail(code)).with_current_state("SUCCESS"),
+        ErrorCode::ResultNotReady => ApiError::new(code, example_detail(code)).with_current_state("RUNNING"),
+        _ => ApiError::new(code, example_detail(code)),
+    };
+    let mut value = serde_json::to_value(error.problem()).unwrap_or_default();
+    value["request_id"] = serde_json::Value::from("5d1c0e7a-17");
+    value
+}
+
+/// A detail as the server writes it for `code`.
+fn example_detail(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::InvalidResultId => {
+            "result id must be a hyphenated UUID such as 3f0c8a52-1f4e-4b7a-9d55-0e8f2b4c6a10, got \"not-a-uuid\""
+        }
+        ErrorCode::InvalidApp => "app name may only contain letters, digits, '_', '.', ':' and '-', found ' '",
+        ErrorCode::InvalidStateKey => "state key may not be empty",
+        ErrorCode::InvalidStateField => "state field may not be empty",
+        ErrorCode::InvalidQuery => "invalid query: invalid float literal",
+        ErrorCode::InvalidHeader => "Prefer: wait= must be a number of seconds",
+        ErrorCode::InvalidJson => "invalid body: EOF while parsing a value at line 1 column 8",
+        ErrorCode::InvalidBody => "invalid body: invalid type: string \"x\", expected i64 at line 1 column 23",
+        ErrorCode::InvalidCursor => "the cursor is not one this server handed out",
+        ErrorCode::UnsupportedMediaType => "expected Content-Type application/json, got \"text/plain\"",
+        ErrorCode::PayloadTooLarge => "the body is larger than the limit of 1048576 bytes",
+        ErrorCode::Unauthorized => "a bearer token is required",
+        ErrorCode::Forbidden => "this token may not write to app billing",
+        ErrorCode::NotFound => "no route for /result; the routes are listed at /docs/",
+        ErrorCode::MethodNotAllowed => "/results/3f0c8a52-1f4e-4b7a-9d55-0e8f2b4c6a10 does not accept POST",
+        ErrorCode::ResultNotFound => "no result 3f0c8a52-1f4e-4b7a-9d55-0e8f2b4c6a10 in app billing",
+        ErrorCode::ResultNotReady => {
+            "result 3f0c8a52-1f4e-4b7a-9d55-0e8f2b4c6a10 is RUNNING; its value is not there yet"
+        }
+        ErrorCode::ValueExpired => {
+            "result 3f0c8a52-1f4e-4b7a-9d55-0e8f2b4c6a10 is SUCCESS but its value expired or was never stored"
+        }
+        ErrorCode::IllegalTransition => {
+            "result is SUCCESS and may not become RUNNING: ready states are final (use force=true to override)"
+        }
+        ErrorCode::SelfChild => "a result cannot be its own child",
+        ErrorCode::PreconditionFailed => "the resource's current ETag does not match If-Match",
+        ErrorCode::StateNotFound => "no state invoices in app billing",
+        ErrorCode::StateFieldNotFound => "no field counter in state invoices of app billing",
+        ErrorCode::StateNotInteger => "field counter holds \"ten\", not an integer",
+        ErrorCode::IncrementOverflow => "field counter would overflow a 64-bit integer",
+        ErrorCode::RequestTimeout => "the request took longer than 30000 ms",
+        ErrorCode::TooManyWaiters => "this client already holds 1000 waits",
+        ErrorCode::WaitersExhausted => "the server already holds 10000 waits",
+        ErrorCode::StoreUnavailable => "the store did not answer in time; retry later",
+        ErrorCode::ShuttingDown => "the server is shutting down",
+        ErrorCode::CorruptData => "stored data cannot be read; see the server log",
+        ErrorCode::Internal => "internal error; see the server log",
+    }
 }
 
 /// The document as committed: pretty JSON with a trailing newline.

@@ -51,9 +51,25 @@ use crate::store::{IncrementOutcome, keys};
 pub const TTL_HEADER: &str = "x-ttl";
 
 /// A state object: every field with its JSON document.
-#[derive(Debug, ToSchema)]
-#[schema(value_type = Object, example = json!({"counter": 7, "name": "ünïcode", "progress": {"step": 3, "of": 10}}))]
-pub struct StateBody(#[allow(dead_code)] serde_json::Map<String, serde_json::Value>);
+#[derive(Debug)]
+pub struct StateBody;
+
+// By hand: a derived newtype over a map documents no example.
+impl utoipa::PartialSchema for StateBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("A state: one JSON document per field."))
+            .additional_properties(Some(AdditionalProperties::<utoipa::openapi::schema::Schema>::FreeForm(
+                true,
+            )))
+            .examples([serde_json::json!({"counter": 7, "name": "ünïcode", "progress": {"step": 3, "of": 10}})])
+            .into()
+    }
+}
+
+impl ToSchema for StateBody {}
 
 /// Body of an increment; an empty body adds 1.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -445,7 +461,7 @@ pub async fn delete_state(
            ("field" = String, Path, description = "The field: 1 to 256 bytes of text without control characters (percent-encode it)")),
     responses(
         (status = 200, description = "The field's JSON document", body = serde_json::Value,
-         headers(("x-ttl" = i64, description = "Seconds until the state expires (after the refresh, when reads refresh)"))),
+         headers(("x-ttl" = i64, description = "Seconds until the state expires (after the refresh, when reads refresh)")), example = json!({"step": 3, "of": 10})),
         (status = 400, description = "`invalid-app`, `invalid-state-key`, `invalid-state-field`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`state-not-found`, `state-field-not-found`", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "`corrupt-data`: a stored field is not JSON; `internal`: the key is not a hash", body = Problem, content_type = "application/problem+json"),
@@ -480,7 +496,7 @@ pub async fn get_state_field(
     request_body(content = serde_json::Value, description = "Any JSON document; stored as its compact text", content_type = "application/json", example = json!({"step": 3, "of": 10})),
     responses(
         (status = 200, description = "Stored (whether the field or the state was new or not); the value as stored", body = serde_json::Value,
-         headers(("x-ttl" = i64, description = "Seconds until the state expires"))),
+         headers(("x-ttl" = i64, description = "Seconds until the state expires")), example = json!({"step": 3, "of": 10})),
         (status = 400, description = "`invalid-app`, `invalid-state-key`, `invalid-state-field`, `invalid-query`, `invalid-header`, `invalid-json`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`precondition-failed`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload-too-large`: over `limits.body_bytes`", body = Problem, content_type = "application/problem+json"),
@@ -518,7 +534,7 @@ pub async fn put_state_field(
     params(("app" = String, Path, description = "The mognet app"), ("key" = String, Path, description = "The state key"),
            ("field" = String, Path, description = "The field: 1 to 256 bytes of text without control characters (percent-encode it)")),
     responses(
-        (status = 200, description = "Removed; the field's JSON document. Removing the last field deletes the state; otherwise its TTL is set again, as mognet's `pop` does", body = serde_json::Value),
+        (status = 200, description = "Removed; the field's JSON document. Removing the last field deletes the state; otherwise its TTL is set again, as mognet's `pop` does", body = serde_json::Value, example = json!(7)),
         (status = 400, description = "`invalid-app`, `invalid-state-key`, `invalid-state-field`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`state-not-found`, `state-field-not-found`", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "`corrupt-data`: the field is not JSON; `internal`: the key is not a hash", body = Problem, content_type = "application/problem+json"),
@@ -578,7 +594,7 @@ fn not_incrementable(field: &StateField, stored: &[u8]) -> ApiError {
     params(("app" = String, Path, description = "The mognet app"), ("key" = String, Path, description = "The state key"),
            ("field" = String, Path, description = "The field: 1 to 256 bytes of text without control characters (percent-encode it)"),
            WriteStateParams),
-    request_body(content = Option<IncrementBody>, description = "`{\"by\": n}`; an empty body adds 1"),
+    request_body(content = Option<IncrementBody>, description = "`{\"by\": n}`; an empty body adds 1", example = json!({"by": 5})),
     responses(
         (status = 200, description = "The new value; the field stays a plain JSON integer", body = IncrementResult,
          headers(("x-ttl" = i64, description = "Seconds until the state expires"))),

@@ -216,8 +216,11 @@ fn checked_holder(raw: &[u8]) -> Result<String, ApiError> {
     params(("id" = String, Path, description = "Result id (a hyphenated UUID, any case)", format = Uuid), PutValueParams,
            ("If-Match" = Option<String>, Header, description = "Write only if the record's current ETag matches"),
            ("Content-Encoding" = Option<String>, Header, description = "`gzip` uploads are inflated (bounded by `compression.max_inflated_bytes`) and checked")),
-    request_body(content = serde_json::Value, description = "Any JSON (stored as the matching `builtins:` type), or with `Content-Type: application/vnd.mognet.value+json` a full holder",
-        content_type = "application/json", example = json!({"total": 42.5})),
+    request_body(description = "Any JSON (stored as the matching `builtins:` type), or with `Content-Type: application/vnd.mognet.value+json` a full holder",
+        content(
+            (serde_json::Value = "application/json", example = json!({"total": 42.5, "lines": [{"sku": "BOLT-M8", "qty": 500}]})),
+            (ValueHolderBody = "application/vnd.mognet.value+json"),
+        )),
     responses(
         (status = 200, description = "Stored; the record as it is now", body = ResultBody, headers(("ETag" = String, description = "Strong ETag of the record"))),
         (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-query`, `invalid-json` (also bad gzip)", body = Problem, content_type = "application/problem+json"),

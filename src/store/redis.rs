@@ -221,12 +221,21 @@ fn push_write_args(args: &mut Vec<Value>, w: &HashWrite) {
     }
 }
 
+/// Reconnection events of one pool client and of the subscriber.
+struct Reconnects {
+    pool: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+    subscriber: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+}
+
 impl RedisStore {
     /// Connects to the Redis at `url` (waiting at most the connect timeout; commands sent while
     /// it is unreachable fail with `Unavailable` after the command timeout).
     pub async fn connect(url: &str, settings: &RedisSettings) -> Result<Self, StoreError> {
-        let config =
+        let mut config =
             Config::from_url(url).map_err(|e| StoreError::Backend(format!("invalid Redis URL: {}", e.details())))?;
+        // Redis down at startup is an outage like any other: keep reconnecting instead of giving up
+        // on the first refused connection.
+        config.fail_fast = false;
         let clustered = config.server.is_clustered();
         let db = config.database.unwrap_or(0);
         let command_timeout = Duration::from_millis(settings.command_timeout_ms);
@@ -255,10 +264,24 @@ impl RedisStore {
             .set_policy(ReconnectPolicy::new_exponential(0, 50, max_delay.max(50), 2));
         let pool = builder.build_pool(settings.pool_size).map_err(|e| map_err(&e))?;
         let subscriber = builder.build_subscriber_client().map_err(|e| map_err(&e))?;
+        // Listening before connecting, so that not even the first connection goes unnoticed.
+        let reconnects = Reconnects {
+            pool: pool.next().reconnect_rx(),
+            subscriber: subscriber.reconnect_rx(),
+        };
         pool.connect();
         subscriber.connect();
         // Unreachable at startup is not fatal: the service answers 503 until Redis is back.
-        let _ = tokio::time::timeout(connect_timeout, pool.wait_for_connect()).await;
+        let connected = matches!(
+            tokio::time::timeout(connect_timeout, pool.wait_for_connect()).await,
+            Ok(Ok(()))
+        );
+        if !connected {
+            tracing::warn!(
+                connect_timeout_ms = settings.connect_timeout_ms,
+                "Redis is not reachable yet: requests get 503 store-unavailable until it is (reconnecting in the background)"
+            );
+        }
         let inner = Arc::new(Inner {
             pool,
             subscriber,
@@ -274,7 +297,7 @@ impl RedisStore {
             notifications: AtomicBool::new(false),
         });
         let store = Self { inner };
-        store.start_change_feed(db, settings).await;
+        store.start_change_feed(db, settings, connected, reconnects).await;
         Ok(store)
     }
 
@@ -292,11 +315,17 @@ impl RedisStore {
         self.inner.clustered
     }
 
-    /// Closes every connection.
+    /// Closes every connection (those that are down have nothing to close).
     pub async fn close(&self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            let _ = self.inner.subscriber.quit().await;
-            let _ = self.inner.pool.quit().await;
+            if self.inner.subscriber.is_connected() {
+                let _ = self.inner.subscriber.quit().await;
+            }
+            for client in self.inner.pool.clients() {
+                if client.is_connected() {
+                    let _ = client.quit().await;
+                }
+            }
         })
         .await;
     }
@@ -313,11 +342,16 @@ impl RedisStore {
     }
 
     /// Turns notifications on (when allowed) and starts the feed that wakes waiters.
-    async fn start_change_feed(&self, db: u8, settings: &RedisSettings) {
-        let enabled = self.enable_notifications(settings.configure_notifications).await;
+    ///
+    /// When Redis did not answer at startup, notifications and the subscription are set up by
+    /// the reconnect handler once it does, instead of waiting here for commands to time out.
+    async fn start_change_feed(&self, db: u8, settings: &RedisSettings, connected: bool, reconnects: Reconnects) {
+        let enabled = connected && self.enable_notifications(settings.configure_notifications).await;
         self.inner.notifications.store(enabled, Ordering::Relaxed);
         if enabled {
             tracing::info!("waits are woken by Redis keyspace notifications");
+        } else if !connected {
+            tracing::info!("keyspace notifications are set up once Redis answers; until then waits poll");
         } else {
             tracing::warn!(
                 interval_ms = settings.poll_interval_ms,
@@ -327,7 +361,9 @@ impl RedisStore {
         // The subscriber: every keyspace event of this database wakes the waiters of its key.
         let pattern = format!("__keyspace@{db}__:*.mognet.*");
         drop(self.inner.subscriber.manage_subscriptions());
-        let _ = self.inner.subscriber.psubscribe(pattern).await;
+        if connected {
+            let _ = self.inner.subscriber.psubscribe(pattern.clone()).await;
+        }
         let weak = Arc::downgrade(&self.inner);
         let mut events = self.inner.subscriber.keyspace_event_rx();
         tokio::spawn(async move {
@@ -368,13 +404,21 @@ impl RedisStore {
         // nothing that happened while disconnected is missed.
         let store = self.clone();
         let configure = settings.configure_notifications;
-        let mut reconnects = self.inner.pool.next().reconnect_rx();
-        let mut sub_reconnects = self.inner.subscriber.reconnect_rx();
+        let Reconnects {
+            pool: mut reconnects,
+            subscriber: mut sub_reconnects,
+        } = reconnects;
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     r = reconnects.recv() => if r.is_err() { break },
                     r = sub_reconnects.recv() => if r.is_err() { break },
+                }
+                // The subscriber resubscribes only to patterns it once subscribed to: when Redis
+                // was down at startup, the first subscription happens here.
+                let subscriber = &store.inner.subscriber;
+                if !subscriber.tracked_patterns().iter().any(|p| &**p == pattern.as_str()) {
+                    let _ = subscriber.psubscribe(pattern.clone()).await;
                 }
                 let enabled = store.enable_notifications(configure).await;
                 store.inner.notifications.store(enabled, Ordering::Relaxed);

@@ -1,6 +1,7 @@
 //! The one integration test binary: support code and one module per area.
 #![allow(unreachable_pub, missing_docs, dead_code, clippy::unwrap_used)]
 
+mod browser;
 mod conformance;
 mod hostile;
 mod interop;
@@ -8,6 +9,8 @@ mod openapi;
 mod outage;
 mod redis_layout;
 mod results;
+mod startup;
 mod state;
 mod support;
+mod tour;
 mod waiting;

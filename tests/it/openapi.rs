@@ -65,3 +65,136 @@ fn every_error_status_is_documented_as_a_problem() {
         }
     }
 }
+
+/// Whether a schema (or the schema it references) carries an example.
+fn schema_has_example(doc: &serde_json::Value, schema: &serde_json::Value) -> bool {
+    if schema.get("example").is_some() || schema["examples"].as_array().is_some_and(|e| !e.is_empty()) {
+        return true;
+    }
+    match schema["$ref"]
+        .as_str()
+        .and_then(|r| r.strip_prefix("#/components/schemas/"))
+    {
+        Some(name) => schema_has_example(doc, &doc["components"]["schemas"][name]),
+        None => false,
+    }
+}
+
+/// Whether a media type object carries an example, itself or through its schema.
+fn media_has_example(doc: &serde_json::Value, media: &serde_json::Value) -> bool {
+    media.get("example").is_some()
+        || media["examples"].as_object().is_some_and(|e| !e.is_empty())
+        || schema_has_example(doc, &media["schema"])
+}
+
+/// The backticked error codes a response description names.
+fn described_codes(description: &str) -> Vec<String> {
+    description
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|c| resultd::error::ErrorCode::ALL.iter().any(|k| k.as_str() == *c))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn every_request_and_response_body_has_an_example() {
+    let doc: serde_json::Value = serde_json::from_str(COMMITTED).unwrap();
+    let mut missing = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            for (media_type, media) in op["requestBody"]["content"].as_object().into_iter().flatten() {
+                if !media_has_example(&doc, media) {
+                    missing.push(format!("{method} {path} request body {media_type}"));
+                }
+            }
+            for (status, response) in op["responses"].as_object().unwrap() {
+                for (media_type, media) in response["content"].as_object().into_iter().flatten() {
+                    if !media_has_example(&doc, media) {
+                        missing.push(format!("{method} {path} {status} {media_type}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "bodies without an example:\n{}", missing.join("\n"));
+}
+
+#[test]
+fn every_problem_response_has_an_example_of_each_code_it_names() {
+    let doc: serde_json::Value = serde_json::from_str(COMMITTED).unwrap();
+    let mut wrong = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            for (status, response) in op["responses"].as_object().unwrap() {
+                let Some(media) = response["content"].get("application/problem+json") else {
+                    continue;
+                };
+                let at = format!("{method} {path} {status}");
+                let codes = described_codes(response["description"].as_str().unwrap_or_default());
+                if codes.is_empty() {
+                    wrong.push(format!("{at}: the description names no error code"));
+                }
+                let examples = media["examples"].as_object().cloned().unwrap_or_default();
+                for code in &codes {
+                    let example = examples.values().find(|e| e["value"]["code"] == code.as_str());
+                    match example {
+                        None => wrong.push(format!("{at}: no example of `{code}`")),
+                        Some(e) => {
+                            let value = &e["value"];
+                            let known = resultd::error::ErrorCode::ALL
+                                .iter()
+                                .find(|k| k.as_str() == code)
+                                .unwrap();
+                            if value["status"] != known.status().as_u16() || status != known.status().as_str() {
+                                wrong.push(format!("{at}: `{code}` is a {} problem", known.status()));
+                            }
+                            if value["type"] != format!("urn:resultd:problem:{code}") || value["title"] != known.title()
+                            {
+                                wrong.push(format!("{at}: the `{code}` example has the wrong type or title"));
+                            }
+                            if value["detail"].as_str().is_none_or(str::is_empty) {
+                                wrong.push(format!("{at}: the `{code}` example has no detail"));
+                            }
+                        }
+                    }
+                    seen.insert(code.clone());
+                }
+                for e in examples.values() {
+                    if !codes.iter().any(|c| e["value"]["code"] == c.as_str()) {
+                        wrong.push(format!(
+                            "{at}: an example of `{}`, which the description does not name",
+                            e["value"]["code"]
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "problem examples:\n{}", wrong.join("\n"));
+    assert!(seen.len() >= 15, "only {} codes have examples: {seen:?}", seen.len());
+}
+
+#[test]
+fn optional_headers_are_documented_as_strings_not_nullable() {
+    let doc: serde_json::Value = serde_json::from_str(COMMITTED).unwrap();
+    let mut headers = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for (method, op) in ops.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                if p["in"] == "header" {
+                    headers += 1;
+                    assert!(
+                        p["schema"]["type"].is_string(),
+                        "{method} {path} header {}: {}",
+                        p["name"],
+                        p["schema"]
+                    );
+                }
+            }
+        }
+    }
+    assert!(headers > 5);
+}

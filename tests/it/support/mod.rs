@@ -168,8 +168,14 @@ pub struct LiveServer {
     /// The Redis URL the server uses (empty on the embedded store).
     pub redis_url: String,
     pub ctx: ApiContext,
-    pub task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     pub redis: Option<RedisServer>,
+}
+
+impl Drop for LiveServer {
+    fn drop(&mut self) {
+        self.ctx.shutdown_token().cancel();
+    }
 }
 
 impl LiveServer {
@@ -184,14 +190,22 @@ impl LiveServer {
         let redis_url = redis.as_ref().map(RedisServer::url).unwrap_or_default();
         let ctx = ApiContext::new(settings, store, CancellationToken::new()).expect("context");
         let task = tokio::spawn(server::serve(listener, ctx.clone()));
-        Self { base, redis_url, ctx, task, redis }
+        Self {
+            base,
+            redis_url,
+            ctx,
+            task: Some(task),
+            redis,
+        }
     }
 
     /// A fresh redis-server and resultd over database `db` of it.
     pub async fn on_redis_db(settings: Settings, db: u8) -> Self {
         let redis = RedisServer::start();
         let redis_url = format!("redis://127.0.0.1:{}/{db}", redis.port);
-        let store = RedisStore::connect(&redis_url, &settings.redis).await.expect("redis store");
+        let store = RedisStore::connect(&redis_url, &settings.redis)
+            .await
+            .expect("redis store");
         let mut live = Self::over(Store::Redis(store), Some(redis), settings).await;
         live.redis_url = redis_url;
         live
@@ -202,9 +216,28 @@ impl LiveServer {
     }
 
     /// Cancels the server and waits for it to finish.
-    pub async fn stop(self) {
+    pub async fn stop(mut self) {
         self.ctx.shutdown_token().cancel();
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), self.task).await;
+        if let Some(task) = self.task.take() {
+            let done = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+            assert!(
+                done.is_ok(),
+                "the server did not stop within 10 s of its shutdown token"
+            );
+        }
+    }
+
+    /// The socket address served.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("a socket address")
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        self.base.clone()
     }
 }
 
@@ -229,4 +262,3 @@ macro_rules! on_both_stores {
         }
     };
 }
-
