@@ -1,9 +1,11 @@
 //! The HTTP edge: extract, call the store and policies, answer. No business rules here.
 
+pub mod auth;
 pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod metadata;
+pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod results;
@@ -19,16 +21,20 @@ use crate::server::ApiContext;
 /// Every documented route; routing and documentation are one chain, so a route cannot be
 /// served without being in the document.
 pub fn router() -> OpenApiRouter<ApiContext> {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let mut router = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(
             results::get_result,
             results::put_result,
             results::patch_result,
             results::delete_result
         ))
+        .routes(routes!(results::list_results))
         .routes(routes!(values::get_result_value, values::put_result_value))
         .routes(routes!(metadata::get_result_metadata, metadata::patch_result_metadata))
         .routes(routes!(metadata::get_result_children, metadata::add_result_children))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
+        .routes(routes!(metrics::metrics));
+    openapi::add_bearer_security(router.get_openapi_mut());
+    router
 }

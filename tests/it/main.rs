@@ -1,7 +1,10 @@
 //! The one integration test binary: support code and one module per area.
 #![allow(unreachable_pub, missing_docs, dead_code, clippy::unwrap_used)]
 
+mod auth;
 mod conformance;
+mod listing;
+mod metrics;
 mod openapi;
 mod redis_layout;
 mod results;
