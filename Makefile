@@ -18,7 +18,7 @@ test: redis
 		$(CARGO) test --locked --no-fail-fast; \
 	fi
 
-## redis-server and redis-cli from Debian's packages, when missing.
+## redis-server, redis-cli, redis-sentinel and openssl from Debian's packages, when missing.
 redis:
 	@scripts/ensure-redis.sh
 

@@ -1,5 +1,6 @@
 //! Test helpers: the app under test over either store, and a real redis-server.
 
+pub mod process;
 pub mod redis;
 pub mod topology;
 
