@@ -10,7 +10,7 @@ run:
 build:
 	$(CARGO) build --release --locked
 
-## Every test: installs redis-server when missing, then runs the one integration binary.
+## Every test: installs the Redis packages and openssl when missing, then runs the one integration binary.
 test: redis
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \

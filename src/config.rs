@@ -19,7 +19,7 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 pub struct Settings {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Store URL: `memory://`, `redis://`, `rediss://`, `redis-sentinel://`, `redis-cluster://`.
+    /// Store URL: `memory://`, `redis://`, `rediss://`, `redis[s]-sentinel://`, `redis[s]-cluster://`.
     pub store: String,
     /// App used when a request names none.
     pub default_app: String,
@@ -274,11 +274,19 @@ impl Settings {
         }
         if !matches!(
             self.store.split_once("://").map(|(s, _)| s),
-            Some("memory" | "redis" | "rediss" | "redis-sentinel" | "redis-cluster")
+            Some(
+                "memory"
+                    | "redis"
+                    | "rediss"
+                    | "redis-sentinel"
+                    | "rediss-sentinel"
+                    | "redis-cluster"
+                    | "rediss-cluster"
+            )
         ) {
             return invalid(
                 "store",
-                "must start with memory://, redis://, rediss://, redis-sentinel:// or redis-cluster://",
+                "must start with memory://, redis://, rediss://, redis-sentinel://, rediss-sentinel://, redis-cluster:// or rediss-cluster://",
             );
         }
         if self.ttl.min_seconds == 0 || self.ttl.min_seconds > self.ttl.max_seconds {

@@ -655,7 +655,9 @@ impl RedisStore {
                 let mut next = HashMap::with_capacity(keys.len());
                 for (key, snap) in keys.into_iter().zip(snapshots) {
                     let tag = snap.map_or_else(String::new, |s| etag(&s.fields));
-                    if seen.get(&key).is_some_and(|old| *old != tag) {
+                    // A key seen for the first time wakes its waiters too: it may have changed
+                    // between their read and this first look, which no later diff would show.
+                    if seen.get(&key).is_none_or(|old| *old != tag) {
                         this.inner.changes.notify(&key);
                     }
                     next.insert(key, tag);

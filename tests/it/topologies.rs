@@ -150,7 +150,22 @@ async fn sentinel_failover_keeps_records_and_waiters() {
     let waited = new_id();
     app.put(&format!("/results/{waited}"), json!({})).await;
     // Both must be on the replica before the primary dies (replication is asynchronous).
-    assert_eq!(cli(old_primary, &["WAIT", "1", "5000"]), "1");
+    let replica = set.replica.port;
+    let keys = [
+        format!("test.mognet.result.{before}"),
+        format!("test.mognet.result.{before}/value"),
+        format!("test.mognet.result.{waited}"),
+    ];
+    let replicated = tokio::task::spawn_blocking(move || {
+        eventually(Duration::from_secs(10), || {
+            let mut args = vec!["EXISTS"];
+            args.extend(keys.iter().map(String::as_str));
+            cli(replica, &args) == "3"
+        })
+    })
+    .await
+    .unwrap();
+    assert!(replicated, "the replica has the records");
     let waiter = spawn_get(&app, format!("/results/{waited}?wait=55"));
     until_held(&app, 1).await;
     // Let its first look at the record finish: a wait whose first read fails answers 503 at
