@@ -77,9 +77,39 @@ pub fn metrics_handle() -> Option<PrometheusHandle> {
                         upkeep.run_upkeep();
                     }
                 });
+            describe();
             Some(handle)
         })
         .clone()
+}
+
+/// The `# HELP` lines.
+fn describe() {
+    use metrics::Unit;
+    metrics::describe_counter!(
+        "resultd_http_requests_total",
+        "HTTP requests answered, by method, route template and status"
+    );
+    metrics::describe_histogram!(
+        "resultd_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency, by method and route template"
+    );
+    metrics::describe_histogram!(
+        "resultd_store_call_duration_seconds",
+        Unit::Seconds,
+        "Latency of store primitives, by operation"
+    );
+    metrics::describe_counter!(
+        "resultd_store_errors_total",
+        "Failed store calls, by operation and error kind"
+    );
+    metrics::describe_gauge!("resultd_waiters", "Long-polls held now");
+    metrics::describe_gauge!("resultd_change_watches", "Key watches registered for wake-ups");
+    metrics::describe_counter!(
+        "resultd_keyspace_notifications_total",
+        "Redis keyspace notifications received"
+    );
 }
 
 /// Records one answered request.

@@ -75,31 +75,25 @@ fn is_write(method: &Method, path: &str) -> bool {
     writes.contains(method) && !(method == Method::POST && path == "/results/wait")
 }
 
-/// The app a request touches: `/state/{app}/…`, else `?app=`, else `None` (the default app).
-fn request_app(path: &str, query: Option<&str>) -> Option<String> {
+/// The apps a request touches: the `{app}` of `/state/{app}/…` (percent-decoded, as the
+/// router decodes it) and every `app=` of the query (a query with two is refused later, but
+/// neither may slip past here); the default app when it names none.
+fn request_apps(path: &str, query: Option<&str>, default_app: &str) -> Vec<String> {
+    let decode = |raw: &str| -> Vec<(String, String)> { serde_urlencoded::from_str(raw).unwrap_or_default() };
+    let mut apps: Vec<String> = decode(query.unwrap_or_default())
+        .into_iter()
+        .filter(|(k, _)| k == "app")
+        .map(|(_, v)| v)
+        .collect();
     if let Some(rest) = path.strip_prefix("/state/") {
         let segment = rest.split('/').next().unwrap_or_default();
-        return Some(segment.to_owned());
+        let decoded = decode(&format!("app={segment}")).pop().map(|(_, v)| v);
+        apps.push(decoded.unwrap_or_else(|| segment.to_owned()));
     }
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query?).ok()?;
-    // A repeated `app=` is refused by the handler; check the last one here, and any other
-    // one below, so neither can slip past.
-    pairs
-        .into_iter()
-        .filter(|(k, _)| k == "app")
-        .map(|(_, v)| v)
-        .next_back()
-}
-
-/// Every `app=` value of a query (a query with two is refused later, but none may slip past).
-fn all_query_apps(query: Option<&str>) -> Vec<String> {
-    query
-        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| k == "app")
-        .map(|(_, v)| v)
-        .collect()
+    if apps.is_empty() {
+        apps.push(default_app.to_owned());
+    }
+    apps
 }
 
 fn unauthorized(detail: &str, invalid_token: bool) -> Box<Response> {
@@ -192,12 +186,7 @@ impl Authenticator {
                 request.method()
             )));
         }
-        let query = request.uri().query();
-        let mut apps = all_query_apps(query);
-        match request_app(path, query) {
-            Some(app) => apps.push(app),
-            None => apps.push(default_app.to_owned()),
-        }
+        let apps = request_apps(path, request.uri().query(), default_app);
         if let Some(app) = apps.iter().find(|app| !token.may_touch(app)) {
             return Err(forbidden(format!("this token may not touch app {app:?}")));
         }
@@ -219,10 +208,12 @@ mod tests {
 
     #[test]
     fn the_app_comes_from_the_state_path_or_the_query() {
-        assert_eq!(request_app("/state/billing/k", None).as_deref(), Some("billing"));
-        assert_eq!(request_app("/results/x", Some("app=a&wait=1")).as_deref(), Some("a"));
-        assert_eq!(request_app("/results/x", Some("wait=1")), None);
-        assert_eq!(all_query_apps(Some("app=a&app=b")), vec!["a", "b"]);
+        assert_eq!(request_apps("/state/billing/k", None, "d"), vec!["billing"]);
+        assert_eq!(request_apps("/state/bill%69ng/k", None, "d"), vec!["billing"]);
+        assert_eq!(request_apps("/results/x", Some("app=a&wait=1"), "d"), vec!["a"]);
+        assert_eq!(request_apps("/results/x", Some("wait=1"), "d"), vec!["d"]);
+        assert_eq!(request_apps("/results/x", None, "d"), vec!["d"]);
+        assert_eq!(request_apps("/results/x", Some("app=a&app=b"), "d"), vec!["a", "b"]);
     }
 
     #[test]

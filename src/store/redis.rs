@@ -182,7 +182,8 @@ fn ttl_ms(ttl: Option<Duration>) -> i64 {
     ttl.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1))
 }
 
-/// Maps a fred error: reachability problems are `Unavailable` (503), the rest `Backend`.
+/// Maps a fred error: reachability and authentication problems are `Unavailable` (503, the
+/// detail goes to the log), the rest `Backend`.
 fn map_err(e: &Error) -> StoreError {
     let details = e.details();
     let transient = ["LOADING", "READONLY", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "BUSY"];
@@ -194,6 +195,7 @@ fn map_err(e: &Error) -> StoreError {
         | ErrorKind::Cluster
         | ErrorKind::Sentinel
         | ErrorKind::Routing
+        | ErrorKind::Auth
         | ErrorKind::Tls => StoreError::Unavailable(e.to_string()),
         _ if transient.iter().any(|t| details.starts_with(t)) => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Backend(e.to_string()),

@@ -27,6 +27,8 @@ async fn metrics_count_requests_by_route_template(kind: Kind) {
     assert!(text.contains("resultd_waiters "));
     assert!(text.contains("resultd_change_watches "));
     assert!(text.contains("resultd_keyspace_notifications_total "));
+    assert!(text.contains("# HELP resultd_http_requests_total"), "{text}");
+    assert!(text.contains("# TYPE resultd_http_request_duration_seconds histogram"));
 }
 
 on_both_stores!(metrics_count_requests_by_route_template);

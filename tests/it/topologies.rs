@@ -71,6 +71,15 @@ async fn an_acl_user_with_a_password_stores_and_waits() {
     store_complete_and_read(&app).await;
     // The default user is off: only the ACL user got in.
     assert!(!server.cli(&["PING"]).contains("PONG"));
+    // A wrong password is an unavailable store (503), not a crash or a 500.
+    let wrong = app_over(
+        &format!("redis://resultd:wrong@127.0.0.1:{}/0", server.port),
+        test_settings(),
+    )
+    .await;
+    let r = wrong.get("/health/ready").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.problem_code(), "store-unavailable");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
