@@ -10,7 +10,7 @@ run:
 build:
 	$(CARGO) build --release --locked
 
-## Every test: installs redis-server and chromium when missing, builds the mognet venv, then runs the one integration binary.
+## Every test: installs redis-server, redis-sentinel, openssl and chromium when missing, builds the mognet venv, then runs the one integration binary.
 test: redis chromium interop-venv
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \
@@ -18,7 +18,7 @@ test: redis chromium interop-venv
 		$(CARGO) test --locked --no-fail-fast; \
 	fi
 
-## redis-server and redis-cli from Debian's packages, when missing.
+## redis-server, redis-cli, redis-sentinel and openssl from Debian's packages, when missing.
 redis:
 	@scripts/ensure-redis.sh
 

@@ -19,7 +19,7 @@ pub const DEFAULT_TOML: &str = include_str!("../config/default.toml");
 pub struct Settings {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Store URL: `memory://`, `redis://`, `rediss://`, `redis-sentinel://`, `redis-cluster://`.
+    /// Store URL: `memory://`, `redis://`, `rediss://`, `redis[s]-sentinel://`, `redis[s]-cluster://`.
     pub store: String,
     /// App used when a request names none.
     pub default_app: String,
@@ -187,7 +187,7 @@ pub struct AuthSettings {
 }
 
 /// One accepted bearer token.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSettings {
     /// Lowercase hex SHA-256 of the token.
@@ -196,6 +196,17 @@ pub struct TokenSettings {
     pub apps: Vec<String>,
     /// `read` or `write` (write includes read).
     pub scope: TokenScope,
+}
+
+impl fmt::Debug for TokenSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The hash is as good as the token against a weak token: never print it.
+        f.debug_struct("TokenSettings")
+            .field("sha256", &"***")
+            .field("apps", &self.apps)
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 /// What a token may do.
@@ -263,11 +274,19 @@ impl Settings {
         }
         if !matches!(
             self.store.split_once("://").map(|(s, _)| s),
-            Some("memory" | "redis" | "rediss" | "redis-sentinel" | "redis-cluster")
+            Some(
+                "memory"
+                    | "redis"
+                    | "rediss"
+                    | "redis-sentinel"
+                    | "rediss-sentinel"
+                    | "redis-cluster"
+                    | "rediss-cluster"
+            )
         ) {
             return invalid(
                 "store",
-                "must start with memory://, redis://, rediss://, redis-sentinel:// or redis-cluster://",
+                "must start with memory://, redis://, rediss://, redis-sentinel://, rediss-sentinel://, redis-cluster:// or rediss-cluster://",
             );
         }
         if self.ttl.min_seconds == 0 || self.ttl.min_seconds > self.ttl.max_seconds {
@@ -323,6 +342,9 @@ impl Settings {
     pub fn to_redacted_toml(&self) -> String {
         let mut copy = self.clone();
         copy.store = copy.store_redacted();
+        for token in &mut copy.auth.tokens {
+            token.sha256 = "***".to_owned();
+        }
         toml::to_string_pretty(&copy).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
     }
 }
@@ -344,11 +366,36 @@ impl fmt::Debug for Settings {
     }
 }
 
-/// Replaces the password of `scheme://user:password@host` with `***`.
+/// Replaces the password of `scheme://user:password@host` and any `sentinelPassword=` query
+/// value with `***`.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, Some(redact_query(query))),
+        None => (rest, None),
+    };
+    let redacted = redact_authority(scheme, rest);
+    match query {
+        Some(q) => format!("{redacted}?{q}"),
+        None => redacted,
+    }
+}
+
+/// Redacts the values of password-like query parameters.
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if k.to_ascii_lowercase().contains("password") => format!("{k}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn redact_authority(scheme: &str, rest: &str) -> String {
     let (authority, tail) = match rest.find(['/', '?']) {
         Some(i) => rest.split_at(i),
         None => (rest, ""),
@@ -363,7 +410,7 @@ pub fn redact_url(url: &str) -> String {
                 format!("{scheme}://***@{host}{tail}")
             }
         }
-        None => url.to_owned(),
+        None => format!("{scheme}://{rest}"),
     }
 }
 
@@ -400,9 +447,21 @@ mod tests {
         assert_eq!(redact_url("redis://u:p4ss@h:1/0"), "redis://u:***@h:1/0");
         assert_eq!(redact_url("redis://p4ss@h:1"), "redis://***@h:1");
         assert_eq!(redact_url("redis://h:1/0"), "redis://h:1/0");
+        assert_eq!(
+            redact_url("redis-sentinel://u:p4ss@h:26379/0?sentinelServiceName=m&sentinelPassword=s3nt&node=h:2"),
+            "redis-sentinel://u:***@h:26379/0?sentinelServiceName=m&sentinelPassword=***&node=h:2"
+        );
         let mut s = Settings::defaults().unwrap();
         s.store = "redis://u:p4ss@h:1/0".to_owned();
         assert!(!format!("{s:?}").contains("p4ss"));
         assert!(!s.to_redacted_toml().contains("p4ss"));
+        s.auth.tokens.push(TokenSettings {
+            sha256: "cd".repeat(32),
+            apps: vec!["*".to_owned()],
+            scope: TokenScope::Write,
+        });
+        assert!(!format!("{s:?}").contains("cdcd"));
+        assert!(!format!("{:?}", s.auth).contains("cdcd"));
+        assert!(!s.to_redacted_toml().contains("cdcd"));
     }
 }

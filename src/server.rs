@@ -6,11 +6,13 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::middleware::{from_fn, from_fn_with_state};
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::api;
+use crate::api::auth::Authenticator;
 use crate::api::wait::WaitLimiter;
 use crate::config::Settings;
 use crate::domain::AppName;
@@ -24,6 +26,8 @@ struct Inner {
     ttl: TtlPolicy,
     compression: CompressionPolicy,
     waits: Arc<WaitLimiter>,
+    auth: Authenticator,
+    metrics: Option<PrometheusHandle>,
     shutdown: CancellationToken,
 }
 
@@ -45,6 +49,8 @@ impl ApiContext {
                     settings.wait.max_waiters,
                     settings.wait.max_waiters_per_client,
                 )),
+                auth: Authenticator::new(&settings.auth),
+                metrics: crate::telemetry::metrics_handle(),
                 default_app,
                 store,
                 settings,
@@ -83,6 +89,16 @@ impl ApiContext {
         &self.inner.waits
     }
 
+    /// The bearer-token checks.
+    pub fn authenticator(&self) -> &Authenticator {
+        &self.inner.auth
+    }
+
+    /// The process's Prometheus handle (`None` when another recorder was installed first).
+    pub fn metrics(&self) -> Option<&PrometheusHandle> {
+        self.inner.metrics.as_ref()
+    }
+
     /// Cancelled when the server starts shutting down.
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
@@ -108,9 +124,11 @@ pub fn app(ctx: ApiContext) -> Router {
         .merge(api::docs::router())
         .fallback(api::middleware::not_found)
         .method_not_allowed_fallback(api::middleware::method_not_allowed)
-        // Innermost first: the timeout bounds handlers, panics become problems, and the request
-        // id (outermost) is in scope for all of them.
+        // Innermost first: the timeout bounds handlers, tokens are checked before any handler
+        // runs, panics become problems, and the request id (outermost) is in scope for all of
+        // them and logs each request once.
         .layer(from_fn_with_state(ctx.clone(), api::middleware::request_timeout))
+        .layer(from_fn_with_state(ctx.clone(), api::auth::require_token))
         .layer(CatchPanicLayer::custom(api::middleware::panic_response))
         .layer(from_fn(api::middleware::request_id))
         .with_state(ctx)

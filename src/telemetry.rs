@@ -1,13 +1,36 @@
-//! Logging setup and the process-wide counters that logs and metrics share.
+//! Logging setup, the Prometheus recorder and the process-wide counters that logs and metrics
+//! share.
+//!
+//! Metric names (all prefixed `resultd_`):
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `http_requests_total` | counter | `method`, `route` (the route template), `status` |
+//! | `http_request_duration_seconds` | histogram | `method`, `route` |
+//! | `store_call_duration_seconds` | histogram | `op` (the store primitive) |
+//! | `store_errors_total` | counter | `op`, `error` (`unavailable`, `backend`, `corrupt`, `contended`) |
+//! | `waiters` | gauge | (long-polls held now) |
+//! | `change_watches` | gauge | (key watches registered in the changes hub) |
+//! | `keyspace_notifications_total` | counter | (Redis keyspace events received) |
 
+use std::future::Future;
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
+use crate::store::StoreError;
 
 static NOTIFICATIONS: AtomicU64 = AtomicU64::new(0);
+
+/// Histogram buckets of request and store latencies, in seconds.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
 
 /// Counts one keyspace notification received.
 pub fn count_notification() {
@@ -33,4 +56,100 @@ pub fn init(settings: &LogSettings) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// The process's Prometheus handle: the recorder is installed on first use, once per process
+/// (many servers in one process, as in tests, share it). `None` when another recorder was
+/// installed first.
+pub fn metrics_handle() -> Option<PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let handle = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("duration_seconds".to_owned()), LATENCY_BUCKETS)
+                .ok()?
+                .install_recorder()
+                .ok()?;
+            // Histograms are drained by upkeep; without a scrape they would grow unbounded.
+            let upkeep = handle.clone();
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".to_owned())
+                .spawn(move || {
+                    loop {
+                        std::thread::park_timeout(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                });
+            describe();
+            Some(handle)
+        })
+        .clone()
+}
+
+/// The `# HELP` lines.
+fn describe() {
+    use metrics::Unit;
+    metrics::describe_counter!(
+        "resultd_http_requests_total",
+        "HTTP requests answered, by method, route template and status"
+    );
+    metrics::describe_histogram!(
+        "resultd_http_request_duration_seconds",
+        Unit::Seconds,
+        "HTTP request latency, by method and route template"
+    );
+    metrics::describe_histogram!(
+        "resultd_store_call_duration_seconds",
+        Unit::Seconds,
+        "Latency of store primitives, by operation"
+    );
+    metrics::describe_counter!(
+        "resultd_store_errors_total",
+        "Failed store calls, by operation and error kind"
+    );
+    metrics::describe_gauge!("resultd_waiters", "Long-polls held now");
+    metrics::describe_gauge!("resultd_change_watches", "Key watches registered for wake-ups");
+    metrics::describe_counter!(
+        "resultd_keyspace_notifications_total",
+        "Redis keyspace notifications received"
+    );
+}
+
+/// Records one answered request.
+pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let labels = [("method", method.to_owned()), ("route", route.to_owned())];
+    metrics::histogram!("resultd_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.to_string()),
+    ];
+    metrics::counter!("resultd_http_requests_total", &labels).increment(1);
+}
+
+/// Runs one store call, recording its latency and, when it fails, its error kind.
+pub async fn store_call<T>(
+    op: &'static str,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let started = Instant::now();
+    let result = call.await;
+    metrics::histogram!("resultd_store_call_duration_seconds", "op" => op).record(started.elapsed().as_secs_f64());
+    if let Err(e) = &result {
+        let error = match e {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Backend(_) => "backend",
+            StoreError::Corrupt { .. } => "corrupt",
+            StoreError::Contended(_) => "contended",
+        };
+        metrics::counter!("resultd_store_errors_total", "op" => op, "error" => error).increment(1);
+    }
+    result
+}
+
+/// Sets the gauges read at scrape time.
+pub fn record_gauges(waiters: usize, watches: usize) {
+    metrics::gauge!("resultd_waiters").set(waiters as f64);
+    metrics::gauge!("resultd_change_watches").set(watches as f64);
+    metrics::counter!("resultd_keyspace_notifications_total").absolute(notifications());
 }

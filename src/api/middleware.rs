@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -32,8 +32,11 @@ fn new_request_id() -> String {
     format!("{prefix}-{}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Gives each request an id, one log line and its metrics.
+///
 /// Takes the client's `x-request-id` when it is sane, else makes one; runs the request with it
-/// in scope (problem bodies and logs carry it) and echoes it on the response.
+/// in scope (problem bodies and logs carry it) and echoes it on the response. Each request ends
+/// with one info line (method, route template, status, duration, request id).
 pub async fn request_id(request: Request, next: Next) -> Response {
     let id = request
         .headers()
@@ -42,15 +45,29 @@ pub async fn request_id(request: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(new_request_id, str::to_owned);
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    // The route template, never the raw URI: ids must not become label values or log noise.
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let started = Instant::now();
     let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
+    let elapsed = started.elapsed();
     let status = response.status().as_u16();
     let code = response.extensions().get::<LoggedError>().map(|e| e.0.as_str());
-    tracing::debug!(request_id = %id, %method, path, status, code, elapsed_ms = started.elapsed().as_millis() as u64, "request");
+    crate::telemetry::record_request(method.as_str(), &route, status, elapsed);
+    tracing::info!(
+        request_id = %id,
+        method = %method,
+        route = %route,
+        status,
+        code,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
     response
 }
 

@@ -1,9 +1,11 @@
 //! The HTTP edge: extract, call the store and policies, answer. No business rules here.
 
+pub mod auth;
 pub mod docs;
 pub mod extract;
 pub mod health;
 pub mod metadata;
+pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod results;
@@ -21,13 +23,14 @@ use crate::server::ApiContext;
 /// Every documented route; routing and documentation are one chain, so a route cannot be
 /// served without being in the document.
 pub fn router() -> OpenApiRouter<ApiContext> {
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let mut router = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(
             results::get_result,
             results::put_result,
             results::patch_result,
             results::delete_result
         ))
+        .routes(routes!(results::list_results))
         .routes(routes!(waiting::wait_for_results))
         .routes(routes!(waiting::follow_result))
         .routes(routes!(values::get_result_value, values::put_result_value))
@@ -47,4 +50,7 @@ pub fn router() -> OpenApiRouter<ApiContext> {
         .routes(routes!(state::increment_state_field))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
+        .routes(routes!(metrics::metrics));
+    openapi::add_bearer_security(router.get_openapi_mut());
+    router
 }

@@ -5,10 +5,12 @@
 
 use utoipa::OpenApi;
 use utoipa::openapi::OpenApi as Document;
-use utoipa::openapi::RefOr;
 use utoipa::openapi::example::ExampleBuilder;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::path::ParameterIn;
 use utoipa::openapi::schema::{Schema, SchemaType, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 
 use crate::error::{ApiError, ErrorCode, PROBLEM_JSON, Problem};
 
@@ -30,6 +32,78 @@ use crate::error::{ApiError, ErrorCode, PROBLEM_JSON, Problem};
     components(schemas(Problem))
 )]
 pub struct ApiDoc;
+
+/// The name of the bearer security scheme in the document.
+pub const BEARER: &str = "bearer";
+
+fn problem_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            crate::error::PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+/// Declares the optional bearer scheme and adds its 401/403 answers to every operation.
+///
+/// Authentication is off unless `auth.tokens` is configured, so each operation's security is
+/// `[{}, {"bearer": []}]`: anonymous or bearer. Operations tagged `operations` need a token only
+/// with `auth.protect_operations`, and any valid token opens them (no 403).
+pub fn add_bearer_security(doc: &mut Document) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        BEARER,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "Optional: only when `auth.tokens` is configured. The token's SHA-256 goes into the config (`resultd hash-token`); each token names the apps it may touch and its scope (`read` or `write`).",
+                ))
+                .build(),
+        ),
+    );
+    for item in doc.paths.paths.values_mut() {
+        let ops: [&mut Option<Operation>; 8] = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for op in ops.into_iter().flatten() {
+            let operations = op.tags.as_ref().is_some_and(|t| t.iter().any(|t| t == "operations"));
+            op.security = Some(vec![
+                SecurityRequirement::default(),
+                SecurityRequirement::new(BEARER, Vec::<String>::new()),
+            ]);
+            let responses = &mut op.responses.responses;
+            if operations {
+                responses.entry("401".to_owned()).or_insert_with(|| {
+                    problem_response(
+                        "`unauthorized`: only with `auth.protect_operations`, when no valid bearer token is sent",
+                    )
+                });
+            } else {
+                responses.entry("401".to_owned()).or_insert_with(|| {
+                    problem_response("`unauthorized`: tokens are configured and no valid bearer token was sent (`WWW-Authenticate: Bearer`)")
+                });
+                responses.entry("403".to_owned()).or_insert_with(|| {
+                    problem_response(
+                        "`forbidden`: the token may not touch this app, or is read-only and this is a write",
+                    )
+                });
+            }
+        }
+    }
+}
 
 /// The document as served: the routes' document, with a problem example of every error code
 /// that each error response names in its description.

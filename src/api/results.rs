@@ -203,6 +203,124 @@ pub struct AppParam {
     pub app: Option<String>,
 }
 
+/// Query of `GET /results`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListResultsParams {
+    /// The mognet app (key prefix); the configured `default_app` when absent.
+    pub app: Option<String>,
+    /// The `next_cursor` of the previous page; absent for the first page.
+    pub cursor: Option<String>,
+    /// Most results on the page: default 100; values above 1000 are clamped to 1000.
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<u64>,
+}
+
+/// One page of an app's results.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"results": [], "next_cursor": null}))]
+pub struct ResultPage {
+    /// The records of this page, in no particular order.
+    pub results: Vec<ResultBody>,
+    /// The cursor of the next page; `null` when the listing is complete.
+    pub next_cursor: Option<String>,
+}
+
+/// Default page size of `GET /results`.
+pub const DEFAULT_PAGE: usize = 100;
+/// Largest page size of `GET /results`.
+pub const MAX_PAGE: usize = 1000;
+
+/// The wire form of a listing cursor: base64url (no padding) of this JSON.
+#[derive(Debug, Serialize, Deserialize)]
+struct WireCursor {
+    /// The store's scan cursor.
+    s: String,
+    /// Ids found but not answered yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    p: Vec<String>,
+}
+
+fn encode_cursor(cursor: &results::ListCursor) -> String {
+    use base64::Engine;
+    let wire = WireCursor {
+        s: cursor.scan.clone(),
+        p: cursor.pending.iter().map(ToString::to_string).collect(),
+    };
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(&wire).unwrap_or_default())
+}
+
+fn decode_cursor(ctx: &ApiContext, app: &AppName, raw: &str) -> Result<results::ListCursor, ApiError> {
+    use base64::Engine;
+    let invalid = || {
+        ApiError::new(
+            ErrorCode::InvalidCursor,
+            "the cursor is not one this server handed out (use next_cursor as given)",
+        )
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(raw.as_bytes())
+        .map_err(|_| invalid())?;
+    let wire: WireCursor = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    let prefix = keys::result_pattern(app);
+    let prefix = prefix.trim_end_matches('*');
+    if !ctx.store().accepts_scan_cursor(prefix, &wire.s) || wire.p.len() > MAX_PAGE * 4 {
+        return Err(invalid());
+    }
+    let pending = wire
+        .p
+        .iter()
+        .map(|p| ResultId::parse(p).map_err(|_| invalid()))
+        .collect::<Result<_, _>>()?;
+    Ok(results::ListCursor { scan: wire.s, pending })
+}
+
+/// Lists an app's results, a page at a time (SCAN, never KEYS).
+#[utoipa::path(
+    get, path = "/results", tag = "results",
+    description = "Pages through the result hashes of an app with `SCAN`. Follow `next_cursor` until it is `null`. As with SCAN, a result that exists for the whole listing appears at least once, one created or deleted meanwhile may or may not, and an id may appear on two pages. On Redis Cluster the listing walks every primary in turn.",
+    params(ListResultsParams),
+    responses(
+        (status = 200, description = "One page", body = ResultPage),
+        (status = 400, description = "`invalid-app`, `invalid-query` (e.g. `limit=0`), `invalid-cursor`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_results(
+    State(ctx): State<ApiContext>,
+    Query(params): Query<ListResultsParams>,
+) -> Result<axum::Json<ResultPage>, ApiError> {
+    let app = app_name(&ctx, params.app.as_deref())?;
+    let limit = match params.limit {
+        None => DEFAULT_PAGE,
+        Some(0) => return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be at least 1")),
+        Some(n) => usize::try_from(n).unwrap_or(MAX_PAGE).min(MAX_PAGE),
+    };
+    let cursor = match params.cursor.as_deref() {
+        None | Some("") => results::ListCursor::default(),
+        Some(raw) => decode_cursor(&ctx, &app, raw)?,
+    };
+    let store = ctx.store();
+    let (ids, next) = results::list(store, &app, &cursor, limit).await?;
+    let keys: Vec<String> = ids.iter().map(|id| keys::result(&app, id)).collect();
+    let mut page = Vec::with_capacity(ids.len());
+    for (chunk_ids, chunk_keys) in ids.chunks(100).zip(keys.chunks(100)) {
+        let snaps = crate::store::ResultStore::read_hashes(store, chunk_keys).await?;
+        for ((id, key), snap) in chunk_ids.iter().zip(chunk_keys).zip(snaps) {
+            // Gone since the scan: skip it, as SCAN would have.
+            let Some(snap) = snap else { continue };
+            match results::view_of(key, *id, &snap) {
+                Ok(view) => page.push(ResultBody::new(&app, &view)),
+                Err(e) => tracing::warn!(key, error = %e, "listing skips a result it cannot read"),
+            }
+        }
+    }
+    Ok(axum::Json(ResultPage {
+        results: page,
+        next_cursor: next.as_ref().map(encode_cursor),
+    }))
+}
+
 /// Query of `GET /results/{id}`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

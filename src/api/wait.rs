@@ -173,6 +173,11 @@ impl Drop for WaitSlot {
 
 /// Holds until `probe` finds the resource ready, it vanishes, the deadline passes or the server
 /// shuts down; re-probes whenever any key in `watches` changes.
+///
+/// Once a probe has succeeded, a store outage (a failover, a restart) does not end the wait:
+/// the probe is retried every `redis.poll_interval_ms` until the store answers again or the
+/// deadline comes, which then answers the last resource seen. Only a wait whose very first
+/// probe fails answers 503 at once.
 pub async fn wait_until<T, F, Fut>(
     ctx: &ApiContext,
     mut watches: Vec<KeyWatch>,
@@ -185,17 +190,36 @@ where
 {
     let deadline = Instant::now() + duration;
     let shutdown = ctx.shutdown_token();
+    let retry = Duration::from_millis(ctx.settings().redis.poll_interval_ms.clamp(50, 1000));
     let mut last: Option<T> = None;
+    let mut probed = false;
     loop {
-        match probe().await? {
-            Probe::Ready(t) => return Ok(WaitEnd::Done(t)),
-            Probe::Pending(t) => last = Some(t),
-            Probe::Missing if last.is_some() => return Ok(WaitEnd::Missing),
-            Probe::Missing => {}
-        }
+        let failed = match probe().await {
+            Ok(Probe::Ready(t)) => return Ok(WaitEnd::Done(t)),
+            Ok(Probe::Pending(t)) => {
+                last = Some(t);
+                false
+            }
+            Ok(Probe::Missing) if last.is_some() => return Ok(WaitEnd::Missing),
+            Ok(Probe::Missing) => false,
+            Err(e) if probed && e.code() == ErrorCode::StoreUnavailable => {
+                tracing::debug!(error = %e, "a wait's probe failed; retrying until the deadline");
+                true
+            }
+            Err(e) => return Err(e),
+        };
+        probed = true;
         let any_change = futures::future::select_all(watches.iter_mut().map(|w| Box::pin(w.changed())));
+        let retry_sleep = async {
+            if failed {
+                tokio::time::sleep(retry).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             _ = any_change => {}
+            () = retry_sleep => {}
             () = tokio::time::sleep_until(deadline) => break,
             () = shutdown.cancelled() => break,
         }

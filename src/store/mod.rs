@@ -216,6 +216,8 @@ pub enum Store {
     Redis(RedisStore),
 }
 
+/// Every store call goes through this dispatch, so each is timed and its errors counted once
+/// (`resultd_store_call_duration_seconds`, `resultd_store_errors_total`).
 macro_rules! dispatch {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
@@ -227,13 +229,19 @@ macro_rules! dispatch {
 
 impl ResultStore for Store {
     async fn read_hash(&self, key: &str, refresh: Option<Duration>) -> Result<Option<HashSnapshot>, StoreError> {
-        dispatch!(self, s => s.read_hash(key, refresh).await)
+        crate::telemetry::store_call("read_hash", async {
+            dispatch!(self, s => s.read_hash(key, refresh).await)
+        })
+        .await
     }
     async fn read_hashes(&self, keys: &[String]) -> Result<Vec<Option<HashSnapshot>>, StoreError> {
-        dispatch!(self, s => s.read_hashes(keys).await)
+        crate::telemetry::store_call("read_hashes", async { dispatch!(self, s => s.read_hashes(keys).await) }).await
     }
     async fn write_hashes(&self, writes: &[HashWrite]) -> Result<WriteOutcome, StoreError> {
-        dispatch!(self, s => s.write_hashes(writes).await)
+        crate::telemetry::store_call("write_hashes", async {
+            dispatch!(self, s => s.write_hashes(writes).await)
+        })
+        .await
     }
     async fn increment(
         &self,
@@ -242,25 +250,37 @@ impl ResultStore for Store {
         by: i64,
         ttl: Option<Duration>,
     ) -> Result<IncrementOutcome, StoreError> {
-        dispatch!(self, s => s.increment(key, field, by, ttl).await)
+        crate::telemetry::store_call("increment", async {
+            dispatch!(self, s => s.increment(key, field, by, ttl).await)
+        })
+        .await
     }
     async fn pop_field(&self, key: &str, field: &str, ttl: Option<Duration>) -> Result<Option<Bytes>, StoreError> {
-        dispatch!(self, s => s.pop_field(key, field, ttl).await)
+        crate::telemetry::store_call("pop_field", async {
+            dispatch!(self, s => s.pop_field(key, field, ttl).await)
+        })
+        .await
     }
     async fn read_set(&self, key: &str) -> Result<Vec<Bytes>, StoreError> {
-        dispatch!(self, s => s.read_set(key).await)
+        crate::telemetry::store_call("read_set", async { dispatch!(self, s => s.read_set(key).await) }).await
     }
     async fn add_to_set(&self, key: &str, members: &[Bytes], ttl: Option<Duration>) -> Result<(), StoreError> {
-        dispatch!(self, s => s.add_to_set(key, members, ttl).await)
+        crate::telemetry::store_call("add_to_set", async {
+            dispatch!(self, s => s.add_to_set(key, members, ttl).await)
+        })
+        .await
     }
     async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.delete(keys).await)
+        crate::telemetry::store_call("delete", async { dispatch!(self, s => s.delete(keys).await) }).await
     }
     async fn scan(&self, pattern: &str, cursor: &str, count: u32) -> Result<(String, Vec<String>), StoreError> {
-        dispatch!(self, s => s.scan(pattern, cursor, count).await)
+        crate::telemetry::store_call("scan", async {
+            dispatch!(self, s => s.scan(pattern, cursor, count).await)
+        })
+        .await
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        dispatch!(self, s => s.ping().await)
+        crate::telemetry::store_call("ping", async { dispatch!(self, s => s.ping().await) }).await
     }
     fn changes(&self) -> &ChangeHub {
         dispatch!(self, s => s.changes())
@@ -281,6 +301,26 @@ impl Store {
         match self {
             Self::Memory(_) => "in-process",
             Self::Redis(r) => r.wake_mode(),
+        }
+    }
+
+    /// Whether `cursor` is a scan cursor this store could have made for keys under `prefix`
+    /// (a client-supplied cursor is checked before it reaches the store).
+    pub fn accepts_scan_cursor(&self, prefix: &str, cursor: &str) -> bool {
+        if cursor == "0" {
+            return true;
+        }
+        match self {
+            // The embedded store resumes after the last key it returned.
+            Self::Memory(_) => cursor.starts_with(prefix),
+            // Redis: a SCAN cursor; on a Cluster `{node}-{cursor}`.
+            Self::Redis(r) => {
+                let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+                match cursor.split_once('-') {
+                    Some((node, c)) => r.is_clustered() && digits(node) && digits(c),
+                    None => digits(cursor),
+                }
+            }
         }
     }
 

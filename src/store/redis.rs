@@ -12,16 +12,18 @@
 //! interval and wakes the waiters of the keys whose content changed.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
 use fred::clients::SubscriberClient;
 use fred::prelude::*;
-use fred::types::config::UnresponsiveConfig;
+use fred::types::config::{Server, ServerConfig, TlsConnector, UnresponsiveConfig};
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand};
+
+use tokio_util::sync::CancellationToken;
 
 use super::codec::etag;
 use super::{ChangeHub, Guard, HashSnapshot, HashWrite, IncrementOutcome, ResultStore, StoreError, WriteOutcome};
@@ -114,21 +116,61 @@ if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1
 ";
 
+const GUARD_HOLDS: &str = r"
+local kind = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+if kind == 1 then return redis.call('EXISTS', KEYS[1]) == 0 and 1 or 0 end
+if kind == 2 then return redis.call('EXISTS', KEYS[1]) end
+if kind == 3 then
+  if redis.call('HLEN', KEYS[1]) ~= n then return 0 end
+  for j = 0, n - 1 do
+    if redis.call('HGET', KEYS[1], ARGV[3 + 2 * j]) ~= ARGV[4 + 2 * j] then return 0 end
+  end
+end
+return 1
+";
+
 struct Scripts {
     read_hash: Script,
     write_hashes: Script,
+    guard_holds: Script,
     increment: Script,
     pop_field: Script,
     add_to_set: Script,
 }
 
+/// How waiters learn of changes, and the connections that tell them.
+struct Feed {
+    /// The keyspace pattern subscribed to.
+    pattern: String,
+    /// The database whose events count (always 0 on a Cluster).
+    db: u8,
+    /// Whether resultd may turn notifications on with `CONFIG SET`.
+    configure: bool,
+    /// Re-read interval of the poller, used while notifications are off.
+    poll_interval: Duration,
+    /// Standalone and Sentinel: the one subscriber. Cluster: one per primary (notifications
+    /// are published only on the node that holds the key), by address.
+    subscribers: Mutex<HashMap<Server, (SubscriberClient, CancellationToken)>>,
+}
+
 struct Inner {
     pool: Pool,
-    subscriber: SubscriberClient,
+    /// The parsed URL, kept to build per-primary subscribers on a Cluster.
+    config: Config,
+    timeouts: Timeouts,
+    feed: Feed,
     changes: ChangeHub,
     scripts: Scripts,
     clustered: bool,
     notifications: AtomicBool,
+}
+
+#[derive(Clone, Copy)]
+struct Timeouts {
+    command: Duration,
+    connect: Duration,
+    max_reconnect_delay: u32,
 }
 
 /// The Redis store.
@@ -141,7 +183,8 @@ fn ttl_ms(ttl: Option<Duration>) -> i64 {
     ttl.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1))
 }
 
-/// Maps a fred error: reachability problems are `Unavailable` (503), the rest `Backend`.
+/// Maps a fred error: reachability and authentication problems are `Unavailable` (503, the
+/// detail goes to the log), the rest `Backend`.
 fn map_err(e: &Error) -> StoreError {
     let details = e.details();
     let transient = ["LOADING", "READONLY", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "BUSY"];
@@ -153,6 +196,7 @@ fn map_err(e: &Error) -> StoreError {
         | ErrorKind::Cluster
         | ErrorKind::Sentinel
         | ErrorKind::Routing
+        | ErrorKind::Auth
         | ErrorKind::Tls => StoreError::Unavailable(e.to_string()),
         _ if transient.iter().any(|t| details.starts_with(t)) => StoreError::Unavailable(e.to_string()),
         _ => StoreError::Backend(e.to_string()),
@@ -221,59 +265,112 @@ fn push_write_args(args: &mut Vec<Value>, w: &HashWrite) {
     }
 }
 
-/// Reconnection events of one pool client and of the subscriber.
-struct Reconnects {
-    pool: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
-    subscriber: tokio::sync::broadcast::Receiver<fred::types::config::Server>,
+/// A fred builder with resultd's timeouts and reconnect policy.
+fn builder(config: Config, t: Timeouts) -> Builder {
+    let mut builder = Builder::from_config(config);
+    builder
+        .with_performance_config(|p| {
+            p.default_command_timeout = t.command;
+        })
+        .with_connection_config(|c| {
+            c.connection_timeout = t.connect;
+            c.internal_command_timeout = t.command;
+            c.max_command_attempts = 2;
+            // A connection that stops answering (a blackholed network) is closed and
+            // reconnected instead of failing every command until TCP gives up.
+            c.unresponsive = UnresponsiveConfig {
+                max_timeout: Some(t.command),
+                interval: (t.command / 4).max(Duration::from_millis(50)),
+            };
+            c.tcp = TcpConfig {
+                nodelay: Some(true),
+                ..TcpConfig::default()
+            };
+        })
+        .set_policy(ReconnectPolicy::new_exponential(
+            0,
+            50,
+            t.max_reconnect_delay.max(50),
+            2,
+        ));
+    builder
+}
+
+/// A rustls client config trusting the PEM certificates of `path` (and nothing else).
+fn tls_with_ca_file(path: &str) -> Result<TlsConnector, StoreError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let fail = |e: &dyn std::fmt::Display| StoreError::Backend(format!("redis.tls_ca_file {path}: {e}"));
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| fail(&e))? {
+        roots.add(cert.map_err(|e| fail(&e))?).map_err(|e| fail(&e))?;
+    }
+    if roots.is_empty() {
+        return Err(fail(&"no certificate in the file"));
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(&e))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(config))
+}
+
+/// Checks `notify-keyspace-events` on one node and, when allowed, adds `K`, `h`, `g`, `x`.
+async fn ensure_notify_flags<C: ConfigInterface + Sync>(node: &C, configure: bool) -> bool {
+    let current: Result<HashMap<String, String>, _> = node.config_get("notify-keyspace-events").await;
+    let Ok(current) = current else { return false };
+    let flags = current.get("notify-keyspace-events").cloned().unwrap_or_default();
+    let has = |c: char| flags.contains(c) || (flags.contains('A') && "hgx".contains(c));
+    if flags.contains('K') && has('h') && has('g') && has('x') {
+        return true;
+    }
+    if !configure {
+        return false;
+    }
+    let mut wanted: String = flags;
+    for c in ['K', 'h', 'g', 'x'] {
+        if !wanted.contains(c) {
+            wanted.push(c);
+        }
+    }
+    node.config_set::<_, _>("notify-keyspace-events", wanted).await.is_ok()
 }
 
 impl RedisStore {
     /// Connects to the Redis at `url` (waiting at most the connect timeout; commands sent while
     /// it is unreachable fail with `Unavailable` after the command timeout).
+    ///
+    /// `redis://` and `rediss://` (TLS; `redis.tls_ca_file` names a private CA) reach one
+    /// server, `redis-sentinel://host:port/db?sentinelServiceName=NAME` the primary that the
+    /// sentinels name (followed across failovers), `redis-cluster://host:port?node=…` a Cluster.
+    /// A username and password in the URL authenticate with ACL `AUTH user pass`.
     pub async fn connect(url: &str, settings: &RedisSettings) -> Result<Self, StoreError> {
         let mut config =
             Config::from_url(url).map_err(|e| StoreError::Backend(format!("invalid Redis URL: {}", e.details())))?;
+        if !settings.tls_ca_file.is_empty() {
+            match &mut config.tls {
+                Some(tls) => tls.connector = tls_with_ca_file(&settings.tls_ca_file)?,
+                None => tracing::warn!("redis.tls_ca_file is set but the store URL does not use TLS (rediss://)"),
+            }
+        }
         // Redis down at startup is an outage like any other: keep reconnecting instead of giving up
         // on the first refused connection.
         config.fail_fast = false;
         let clustered = config.server.is_clustered();
-        let db = config.database.unwrap_or(0);
-        let command_timeout = Duration::from_millis(settings.command_timeout_ms);
-        let connect_timeout = Duration::from_millis(settings.connect_timeout_ms);
-        let max_delay = u32::try_from(settings.reconnect_max_delay_ms).unwrap_or(u32::MAX);
-        let mut builder = Builder::from_config(config);
-        builder
-            .with_performance_config(|p| {
-                p.default_command_timeout = command_timeout;
-            })
-            .with_connection_config(|c| {
-                c.connection_timeout = connect_timeout;
-                c.internal_command_timeout = command_timeout;
-                c.max_command_attempts = 2;
-                // A connection that stops answering (a blackholed network) is closed and
-                // reconnected instead of failing every command until TCP gives up.
-                c.unresponsive = UnresponsiveConfig {
-                    max_timeout: Some(command_timeout),
-                    interval: (command_timeout / 4).max(Duration::from_millis(50)),
-                };
-                c.tcp = TcpConfig {
-                    nodelay: Some(true),
-                    ..TcpConfig::default()
-                };
-            })
-            .set_policy(ReconnectPolicy::new_exponential(0, 50, max_delay.max(50), 2));
-        let pool = builder.build_pool(settings.pool_size).map_err(|e| map_err(&e))?;
-        let subscriber = builder.build_subscriber_client().map_err(|e| map_err(&e))?;
-        // Listening before connecting, so that not even the first connection goes unnoticed.
-        let reconnects = Reconnects {
-            pool: pool.next().reconnect_rx(),
-            subscriber: subscriber.reconnect_rx(),
+        let db = if clustered { 0 } else { config.database.unwrap_or(0) };
+        let timeouts = Timeouts {
+            command: Duration::from_millis(settings.command_timeout_ms),
+            connect: Duration::from_millis(settings.connect_timeout_ms),
+            max_reconnect_delay: u32::try_from(settings.reconnect_max_delay_ms).unwrap_or(u32::MAX),
         };
+        let pool = builder(config.clone(), timeouts)
+            .build_pool(settings.pool_size)
+            .map_err(|e| map_err(&e))?;
         pool.connect();
-        subscriber.connect();
         // Unreachable at startup is not fatal: the service answers 503 until Redis is back.
         let connected = matches!(
-            tokio::time::timeout(connect_timeout, pool.wait_for_connect()).await,
+            tokio::time::timeout(timeouts.connect, pool.wait_for_connect()).await,
             Ok(Ok(()))
         );
         if !connected {
@@ -284,11 +381,20 @@ impl RedisStore {
         }
         let inner = Arc::new(Inner {
             pool,
-            subscriber,
+            config,
+            timeouts,
+            feed: Feed {
+                pattern: format!("__keyspace@{db}__:*.mognet.*"),
+                db,
+                configure: settings.configure_notifications,
+                poll_interval: Duration::from_millis(settings.poll_interval_ms),
+                subscribers: Mutex::new(HashMap::new()),
+            },
             changes: ChangeHub::new(),
             scripts: Scripts {
                 read_hash: Script::from_lua(READ_HASH),
                 write_hashes: Script::from_lua(WRITE_HASHES),
+                guard_holds: Script::from_lua(GUARD_HOLDS),
                 increment: Script::from_lua(INCREMENT),
                 pop_field: Script::from_lua(POP_FIELD),
                 add_to_set: Script::from_lua(ADD_TO_SET),
@@ -297,7 +403,7 @@ impl RedisStore {
             notifications: AtomicBool::new(false),
         });
         let store = Self { inner };
-        store.start_change_feed(db, settings, connected, reconnects).await;
+        store.start_change_feed().await?;
         Ok(store)
     }
 
@@ -315,11 +421,43 @@ impl RedisStore {
         self.inner.clustered
     }
 
-    /// Closes every connection (those that are down have nothing to close).
+    /// The primaries of the Cluster as last seen, in address order (empty when not clustered).
+    pub fn cluster_primaries(&self) -> Vec<Server> {
+        if !self.inner.clustered {
+            return Vec::new();
+        }
+        let mut primaries = self
+            .inner
+            .pool
+            .next()
+            .cached_cluster_state()
+            .map(|s| s.unique_primary_nodes())
+            .unwrap_or_default();
+        primaries.sort_by_key(ToString::to_string);
+        primaries
+    }
+
+    /// How many keyspace subscriptions are held (one per primary on a Cluster).
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.feed.subscribers().len()
+    }
+
+    /// Closes every connection.
     pub async fn close(&self) {
+        let subscribers: Vec<SubscriberClient> = self
+            .inner
+            .feed
+            .subscribers()
+            .drain()
+            .map(|(_, (s, stop))| {
+                stop.cancel();
+                s
+            })
+            .collect();
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            if self.inner.subscriber.is_connected() {
-                let _ = self.inner.subscriber.quit().await;
+            // Connections that are down have nothing to close.
+            for s in subscribers.iter().filter(|s| s.is_connected()) {
+                let _ = s.quit().await;
             }
             for client in self.inner.pool.clients() {
                 if client.is_connected() {
@@ -341,34 +479,67 @@ impl RedisStore {
             .map_err(|e| map_err(&e))
     }
 
-    /// Turns notifications on (when allowed) and starts the feed that wakes waiters.
-    ///
-    /// When Redis did not answer at startup, notifications and the subscription are set up by
-    /// the reconnect handler once it does, instead of waiting here for commands to time out.
-    async fn start_change_feed(&self, db: u8, settings: &RedisSettings, connected: bool, reconnects: Reconnects) {
-        let enabled = connected && self.enable_notifications(settings.configure_notifications).await;
+    /// Turns notifications on (when allowed), subscribes, and starts the tasks that wake
+    /// waiters: the event readers, the re-subscription after reconnects, the poller, and on a
+    /// Cluster the task that follows the set of primaries.
+    async fn start_change_feed(&self) -> Result<(), StoreError> {
+        let enabled = self.enable_notifications().await;
         self.inner.notifications.store(enabled, Ordering::Relaxed);
         if enabled {
             tracing::info!("waits are woken by Redis keyspace notifications");
-        } else if !connected {
-            tracing::info!("keyspace notifications are set up once Redis answers; until then waits poll");
         } else {
             tracing::warn!(
-                interval_ms = settings.poll_interval_ms,
+                interval_ms = self.inner.feed.poll_interval.as_millis() as u64,
                 "keyspace notifications are unavailable (CONFIG refused or disabled): waits fall back to batched polling"
             );
         }
-        // The subscriber: every keyspace event of this database wakes the waiters of its key.
-        let pattern = format!("__keyspace@{db}__:*.mognet.*");
-        drop(self.inner.subscriber.manage_subscriptions());
-        if connected {
-            let _ = self.inner.subscriber.psubscribe(pattern.clone()).await;
+        if self.inner.clustered {
+            self.sync_cluster_subscribers().await;
+            self.spawn_cluster_follower();
+        } else {
+            let config = self.inner.config.clone();
+            let subscriber = builder(config, self.inner.timeouts)
+                .build_subscriber_client()
+                .map_err(|e| map_err(&e))?;
+            let key = self
+                .inner
+                .config
+                .server
+                .hosts()
+                .first()
+                .cloned()
+                .unwrap_or_else(|| Server::new("redis", 6379));
+            self.add_subscriber(key, subscriber).await;
+        }
+        self.spawn_reconnect_hook();
+        self.spawn_poller();
+        Ok(())
+    }
+
+    /// Connects a subscriber, subscribes it, and starts reading its events; on each of its
+    /// reconnects it subscribes again and every waiter re-reads.
+    async fn add_subscriber(&self, key: Server, subscriber: SubscriberClient) {
+        let pattern = self.inner.feed.pattern.clone();
+        let db = self.inner.feed.db;
+        // Reconnects (and the first connect) re-subscribe here rather than through fred's
+        // subscription tracking, so the wake-up of waiters comes after the subscription is live.
+        let mut reconnects = subscriber.reconnect_rx();
+        let mut events = subscriber.keyspace_event_rx();
+        let stop = CancellationToken::new();
+        subscriber.connect();
+        let _ = tokio::time::timeout(self.inner.timeouts.connect, subscriber.wait_for_connect()).await;
+        if let Err(e) = subscriber.psubscribe(pattern.clone()).await {
+            tracing::warn!(node = %key, error = %e, "keyspace subscription failed; retried on reconnect");
         }
         let weak = Arc::downgrade(&self.inner);
-        let mut events = self.inner.subscriber.keyspace_event_rx();
+        let stopped = stop.clone();
         tokio::spawn(async move {
             loop {
-                match events.recv().await {
+                let event = tokio::select! {
+                    e = events.recv() => e,
+                    () = stopped.cancelled() => break,
+                };
+                match event {
                     Ok(event) => {
                         let Some(inner) = weak.upgrade() else { break };
                         if event.db != db {
@@ -388,55 +559,133 @@ impl RedisStore {
                 }
             }
         });
-        // The subscriber sends nothing on its own, so a dead network would go unnoticed and
-        // waits would sleep to their deadline: ping it, and let the unresponsive check reconnect.
-        let weak = Arc::downgrade(&self.inner);
-        let period = Duration::from_millis(settings.command_timeout_ms.clamp(100, 1000));
+        // A subscriber sends nothing on its own, so a dead network would go unnoticed and waits
+        // would sleep to their deadline: ping it, and let the unresponsive check reconnect.
+        let pinger = subscriber.clone();
+        let stopped = stop.clone();
+        let period = self
+            .inner
+            .timeouts
+            .command
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(period);
             loop {
-                tick.tick().await;
-                let Some(inner) = weak.upgrade() else { break };
-                let _ = tokio::time::timeout(period * 4, inner.subscriber.ping::<Value>(None)).await;
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stopped.cancelled() => break,
+                }
+                if pinger.is_connected() {
+                    let _ = tokio::time::timeout(period * 4, pinger.ping::<Value>(None)).await;
+                }
             }
         });
-        // After any reconnect: turn notifications back on and make every waiter re-read, so
-        // nothing that happened while disconnected is missed.
-        let store = self.clone();
-        let configure = settings.configure_notifications;
-        let Reconnects {
-            pool: mut reconnects,
-            subscriber: mut sub_reconnects,
-        } = reconnects;
+        let weak = Arc::downgrade(&self.inner);
+        let resubscriber = subscriber.clone();
+        let stopped = stop.clone();
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     r = reconnects.recv() => if r.is_err() { break },
-                    r = sub_reconnects.recv() => if r.is_err() { break },
+                    () = stopped.cancelled() => break,
                 }
-                // The subscriber resubscribes only to patterns it once subscribed to: when Redis
-                // was down at startup, the first subscription happens here.
-                let subscriber = &store.inner.subscriber;
-                if !subscriber.tracked_patterns().iter().any(|p| &**p == pattern.as_str()) {
-                    let _ = subscriber.psubscribe(pattern.clone()).await;
+                let Some(inner) = weak.upgrade() else { break };
+                if let Err(e) = resubscriber.psubscribe(pattern.clone()).await {
+                    tracing::warn!(error = %e, "keyspace re-subscription failed");
                 }
-                let enabled = store.enable_notifications(configure).await;
+                let store = Self { inner };
+                let enabled = store.enable_notifications().await;
                 store.inner.notifications.store(enabled, Ordering::Relaxed);
                 store.inner.changes.notify_all();
             }
         });
-        // The poller runs always but only works while notifications are off.
+        if let Some((_, old)) = self.inner.feed.subscribers().insert(key, (subscriber, stop)) {
+            old.cancel();
+        }
+    }
+
+    /// Cluster: one subscriber per primary, added and dropped as primaries come and go.
+    async fn sync_cluster_subscribers(&self) {
+        let primaries = self.cluster_primaries();
+        let current: Vec<Server> = self.inner.feed.subscribers().keys().cloned().collect();
+        let gone: Vec<Server> = current.iter().filter(|s| !primaries.contains(s)).cloned().collect();
+        let mut changed = !gone.is_empty();
+        for server in gone {
+            if let Some((old, stop)) = self.inner.feed.subscribers().remove(&server) {
+                stop.cancel();
+                tokio::spawn(async move {
+                    let _ = old.quit().await;
+                });
+            }
+        }
+        for primary in primaries.iter().filter(|p| !current.contains(p)) {
+            let config = Config {
+                server: ServerConfig::Centralized {
+                    server: primary.clone(),
+                },
+                ..self.inner.config.clone()
+            };
+            match builder(config, self.inner.timeouts).build_subscriber_client() {
+                Ok(subscriber) => {
+                    self.add_subscriber(primary.clone(), subscriber).await;
+                    changed = true;
+                }
+                Err(e) => tracing::warn!(node = %primary, error = %e, "cannot build a keyspace subscriber"),
+            }
+        }
+        if changed {
+            let enabled = self.enable_notifications().await;
+            self.inner.notifications.store(enabled, Ordering::Relaxed);
+            self.inner.changes.notify_all();
+            tracing::info!(
+                primaries = primaries.len(),
+                "keyspace subscriptions follow the Cluster's primaries"
+            );
+        }
+    }
+
+    fn spawn_cluster_follower(&self) {
         let weak = Arc::downgrade(&self.inner);
-        let store = Arc::downgrade(&self.inner);
-        let period = Duration::from_millis(settings.poll_interval_ms);
+        let mut changes = self.inner.pool.next().cluster_change_rx();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    r = changes.recv() => if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) { break },
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+                let Some(inner) = weak.upgrade() else { break };
+                Self { inner }.sync_cluster_subscribers().await;
+            }
+        });
+    }
+
+    /// After any reconnect of the pool: turn notifications back on (a restarted or promoted
+    /// Redis does not have them) and make every waiter re-read, so nothing that happened while
+    /// disconnected is missed.
+    fn spawn_reconnect_hook(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let mut reconnects = self.inner.pool.next().reconnect_rx();
+        tokio::spawn(async move {
+            while reconnects.recv().await.is_ok() {
+                let Some(inner) = weak.upgrade() else { break };
+                let store = Self { inner };
+                let enabled = store.enable_notifications().await;
+                store.inner.notifications.store(enabled, Ordering::Relaxed);
+                store.inner.changes.notify_all();
+            }
+        });
+    }
+
+    /// The poller runs always but only works while notifications are off.
+    fn spawn_poller(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let period = self.inner.feed.poll_interval;
         tokio::spawn(async move {
             let mut seen: HashMap<String, String> = HashMap::new();
             let mut tick = tokio::time::interval(period);
             loop {
                 tick.tick().await;
-                let (Some(inner), Some(_)) = (weak.upgrade(), store.upgrade()) else {
-                    break;
-                };
+                let Some(inner) = weak.upgrade() else { break };
                 if inner.notifications.load(Ordering::Relaxed) {
                     seen.clear();
                     continue;
@@ -446,17 +695,17 @@ impl RedisStore {
                     seen.clear();
                     continue;
                 }
-                let this = Self {
-                    inner: Arc::clone(&inner),
-                };
+                let this = Self { inner };
                 let Ok(snapshots) = this.read_hashes(&keys).await else {
                     continue;
                 };
                 let mut next = HashMap::with_capacity(keys.len());
                 for (key, snap) in keys.into_iter().zip(snapshots) {
                     let tag = snap.map_or_else(String::new, |s| etag(&s.fields));
-                    if seen.get(&key).is_some_and(|old| *old != tag) {
-                        inner.changes.notify(&key);
+                    // A key seen for the first time wakes its waiters too: it may have changed
+                    // between their read and this first look, which no later diff would show.
+                    if seen.get(&key).is_none_or(|old| *old != tag) {
+                        this.inner.changes.notify(&key);
                     }
                     next.insert(key, tag);
                 }
@@ -465,28 +714,96 @@ impl RedisStore {
         });
     }
 
-    /// Makes sure `notify-keyspace-events` covers hash, generic and expiry events.
-    async fn enable_notifications(&self, configure: bool) -> bool {
-        let current: Result<HashMap<String, String>, _> = self.client().config_get("notify-keyspace-events").await;
-        let Ok(current) = current else { return false };
-        let flags = current.get("notify-keyspace-events").cloned().unwrap_or_default();
-        let has = |c: char| flags.contains(c) || (flags.contains('A') && "hgx".contains(c));
-        if flags.contains('K') && has('h') && has('g') && has('x') {
-            return true;
+    /// Makes sure `notify-keyspace-events` covers hash, generic and expiry events, on every
+    /// primary of a Cluster.
+    async fn enable_notifications(&self) -> bool {
+        let configure = self.inner.feed.configure;
+        if !self.inner.clustered {
+            return ensure_notify_flags(self.client(), configure).await;
         }
-        if !configure {
+        let primaries = self.cluster_primaries();
+        if primaries.is_empty() {
             return false;
         }
-        let mut wanted: String = flags;
-        for c in ['K', 'h', 'g', 'x'] {
-            if !wanted.contains(c) {
-                wanted.push(c);
-            }
+        let mut all = true;
+        for primary in primaries {
+            all &= ensure_notify_flags(&self.client().with_cluster_node(primary), configure).await;
         }
-        self.client()
-            .config_set::<_, _>("notify-keyspace-events", wanted)
-            .await
-            .is_ok()
+        all
+    }
+
+    /// Whether the guard of `w` holds now (a read-only check, on the node of its key).
+    async fn guard_holds(&self, w: &HashWrite) -> Result<bool, StoreError> {
+        let (kind, fields): (i64, &[(String, Bytes)]) = match &w.guard {
+            Guard::Any => return Ok(true),
+            Guard::Absent => (1, &[]),
+            Guard::Exists => (2, &[]),
+            Guard::Unchanged(f) => (3, f),
+        };
+        let mut args = vec![Value::Integer(kind), Value::Integer(fields.len() as i64)];
+        for (f, v) in fields {
+            args.push(Value::from(f.as_str()));
+            args.push(Value::Bytes(v.clone()));
+        }
+        let reply = self
+            .eval(&self.inner.scripts.guard_holds, vec![w.key.clone()], args)
+            .await?;
+        Ok(matches!(reply, Value::Integer(1)))
+    }
+
+    /// Runs one `WRITE_HASHES` script over writes whose keys share a slot (or any keys, off
+    /// Cluster); the index of a failed guard within the batch.
+    async fn write_batch(&self, batch: &[HashWrite]) -> Result<Option<usize>, StoreError> {
+        let mut args = Vec::new();
+        for w in batch {
+            push_write_args(&mut args, w);
+        }
+        let keys = batch.iter().map(|w| w.key.clone()).collect();
+        match self.eval(&self.inner.scripts.write_hashes, keys, args).await? {
+            Value::Integer(0) => Ok(None),
+            Value::Integer(i) => Ok(Some(usize::try_from(i - 1).unwrap_or(0))),
+            other => Err(StoreError::Backend(format!("unexpected reply {other:?}"))),
+        }
+    }
+}
+
+/// One `SCAN … MATCH … COUNT` step on one node.
+async fn scan_step<C: ClientLike + Sync>(
+    client: &C,
+    pattern: &str,
+    cursor: &str,
+    count: u32,
+) -> Result<(String, Vec<String>), StoreError> {
+    let reply: Value = client
+        .custom(
+            CustomCommand::new_static("SCAN", ClusterHash::Random, false),
+            vec![
+                Value::from(cursor),
+                Value::from("MATCH"),
+                Value::from(pattern),
+                Value::from("COUNT"),
+                Value::Integer(i64::from(count)),
+            ],
+        )
+        .await
+        .map_err(|e| map_err(&e))?;
+    let Value::Array(mut parts) = reply else {
+        return Err(StoreError::Backend("unexpected SCAN reply".to_owned()));
+    };
+    if parts.len() != 2 {
+        return Err(StoreError::Backend("unexpected SCAN reply".to_owned()));
+    }
+    let keys = match parts.pop() {
+        Some(Value::Array(keys)) => keys.into_iter().map(string_of).collect(),
+        _ => Vec::new(),
+    };
+    let next = parts.pop().map(string_of).unwrap_or_else(|| "0".to_owned());
+    Ok((next, keys))
+}
+
+impl Feed {
+    fn subscribers(&self) -> MutexGuard<'_, HashMap<Server, (SubscriberClient, CancellationToken)>> {
+        self.subscribers.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -540,26 +857,38 @@ impl ResultStore for RedisStore {
     }
 
     async fn write_hashes(&self, writes: &[HashWrite]) -> Result<WriteOutcome, StoreError> {
-        // On a Cluster the keys of one result may sit in different slots: the writes then go
-        // one script each, in order (a value before the state that makes it readable).
-        let batches: Vec<&[HashWrite]> = if self.inner.clustered {
-            writes.chunks(1).collect()
-        } else {
-            vec![writes]
-        };
-        for (offset, batch) in batches.into_iter().enumerate() {
-            let mut args = Vec::new();
-            for w in batch {
-                push_write_args(&mut args, w);
+        if !self.inner.clustered {
+            return Ok(match self.write_batch(writes).await? {
+                None => WriteOutcome::Written,
+                Some(i) => WriteOutcome::GuardFailed(i),
+            });
+        }
+        // On a Cluster the keys of one batch may sit in different slots, and a script may only
+        // touch one slot. Consecutive writes of one slot still go in one script; across slots
+        // every guard is first checked (read-only), then the groups are written in order (a
+        // value before the state that makes it readable), each group re-checking its own
+        // guards atomically. See docs/operations.md for what this leaves non-atomic.
+        let mut groups: Vec<(usize, &[HashWrite])> = Vec::new();
+        let mut start = 0;
+        for i in 1..=writes.len() {
+            let boundary = i == writes.len()
+                || fred::util::redis_keyslot(writes[i].key.as_bytes())
+                    != fred::util::redis_keyslot(writes[start].key.as_bytes());
+            if boundary {
+                groups.push((start, &writes[start..i]));
+                start = i;
             }
-            let keys = batch.iter().map(|w| w.key.clone()).collect();
-            match self.eval(&self.inner.scripts.write_hashes, keys, args).await? {
-                Value::Integer(0) => {}
-                Value::Integer(i) => {
-                    let index = usize::try_from(i - 1).unwrap_or(0);
-                    return Ok(WriteOutcome::GuardFailed(offset + index));
+        }
+        if groups.len() > 1 {
+            for (i, w) in writes.iter().enumerate() {
+                if !self.guard_holds(w).await? {
+                    return Ok(WriteOutcome::GuardFailed(i));
                 }
-                other => return Err(StoreError::Backend(format!("unexpected reply {other:?}"))),
+            }
+        }
+        for (offset, group) in groups {
+            if let Some(i) = self.write_batch(group).await? {
+                return Ok(WriteOutcome::GuardFailed(offset + i));
             }
         }
         Ok(WriteOutcome::Written)
@@ -644,31 +973,39 @@ impl ResultStore for RedisStore {
 
     async fn scan(&self, pattern: &str, cursor: &str, count: u32) -> Result<(String, Vec<String>), StoreError> {
         let cursor = if cursor.is_empty() { "0" } else { cursor };
-        let reply: Value = self
-            .client()
-            .custom(
-                CustomCommand::new_static("SCAN", ClusterHash::Random, false),
-                vec![
-                    Value::from(cursor),
-                    Value::from("MATCH"),
-                    Value::from(pattern),
-                    Value::from("COUNT"),
-                    Value::Integer(i64::from(count)),
-                ],
-            )
-            .await
-            .map_err(|e| map_err(&e))?;
-        let Value::Array(mut parts) = reply else {
-            return Err(StoreError::Backend("unexpected SCAN reply".to_owned()));
-        };
-        if parts.len() != 2 {
-            return Err(StoreError::Backend("unexpected SCAN reply".to_owned()));
+        if !self.inner.clustered {
+            return scan_step(self.client(), pattern, cursor, count).await;
         }
-        let keys = match parts.pop() {
-            Some(Value::Array(keys)) => keys.into_iter().map(string_of).collect(),
-            _ => Vec::new(),
+        // A Cluster: SCAN each primary in address order; the cursor is `{node}-{cursor}`.
+        let primaries = self.cluster_primaries();
+        if primaries.is_empty() {
+            return Err(StoreError::Unavailable(
+                "the Cluster's primaries are not known yet".to_owned(),
+            ));
+        }
+        let (node, node_cursor) = match cursor.split_once('-') {
+            Some((n, c)) => (
+                n.parse::<usize>()
+                    .map_err(|_| StoreError::Backend(format!("invalid cursor {cursor:?}")))?,
+                c,
+            ),
+            None => (0, cursor),
         };
-        let next = parts.pop().map(string_of).unwrap_or_else(|| "0".to_owned());
+        let Some(server) = primaries.get(node) else {
+            return Ok(("0".to_owned(), Vec::new()));
+        };
+        let (next, keys) = scan_step(
+            &self.client().with_cluster_node(server.clone()),
+            pattern,
+            node_cursor,
+            count,
+        )
+        .await?;
+        let next = match (next.as_str(), node + 1 < primaries.len()) {
+            ("0", true) => format!("{}-0", node + 1),
+            ("0", false) => "0".to_owned(),
+            (c, _) => format!("{node}-{c}"),
+        };
         Ok((next, keys))
     }
 

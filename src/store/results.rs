@@ -418,30 +418,54 @@ pub async fn patch_metadata<S: ResultStore>(
     Ok(store.write_hashes(&[exists, meta]).await? == WriteOutcome::Written)
 }
 
-/// One page of an app's result ids.
+/// Where a listing stands: the store's SCAN cursor, and ids a SCAN step returned beyond the
+/// last page's limit (a SCAN step cannot be cut short, so they wait for the next page).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListCursor {
+    /// The store cursor; `"0"` (or empty) starts and ends a scan.
+    pub scan: String,
+    /// Ids found but not answered yet.
+    pub pending: Vec<ResultId>,
+}
+
+/// One page of an app's result ids: at most `limit`, and the cursor of the next page.
+///
+/// SCAN semantics hold: every result that exists for the whole listing is returned at least
+/// once; one that is created or deleted meanwhile may or may not be; an id may come twice.
 pub async fn list<S: ResultStore>(
     store: &S,
     app: &AppName,
-    cursor: &str,
+    cursor: &ListCursor,
     limit: usize,
-) -> Result<(Vec<ResultId>, Option<String>), StoreError> {
+) -> Result<(Vec<ResultId>, Option<ListCursor>), StoreError> {
+    let limit = limit.max(1);
     let pattern = keys::result_pattern(app);
-    let mut ids = Vec::new();
-    let mut cursor = cursor.to_owned();
+    let mut ids = cursor.pending.clone();
+    let mut scan = if cursor.scan.is_empty() {
+        "0".to_owned()
+    } else {
+        cursor.scan.clone()
+    };
+    let mut finished = scan == "0" && !cursor.pending.is_empty();
     // A SCAN step may return nothing with more to come; take a bounded number of steps.
-    for _ in 0..16 {
-        let want = u32::try_from(limit.saturating_sub(ids.len()))
-            .unwrap_or(u32::MAX)
-            .max(1);
-        let (next, keys) = store.scan(&pattern, &cursor, want.saturating_mul(4).max(10)).await?;
-        ids.extend(keys.iter().filter_map(|k| keys::result_id_of(app, k)));
-        cursor = next;
-        if cursor == "0" || ids.len() >= limit {
-            break;
+    let mut steps = 0;
+    while !finished && ids.len() < limit && steps < 32 {
+        steps += 1;
+        let want = u32::try_from(limit - ids.len()).unwrap_or(u32::MAX).max(10);
+        let (next, keys) = store.scan(&pattern, &scan, want).await?;
+        for id in keys.iter().filter_map(|k| keys::result_id_of(app, k)) {
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
         }
+        scan = next;
+        finished = scan == "0";
     }
-    ids.sort_unstable();
-    ids.dedup();
-    let next = (cursor != "0").then_some(cursor);
+    let pending = if ids.len() > limit {
+        ids.split_off(limit)
+    } else {
+        Vec::new()
+    };
+    let next = (!finished || !pending.is_empty()).then_some(ListCursor { scan, pending });
     Ok((ids, next))
 }

@@ -1,11 +1,12 @@
-//! The store conformance suite: every case runs on the embedded store and on Redis.
+//! The store conformance suite: every case runs on the embedded store, a standalone Redis, a
+//! Sentinel-managed Redis and a 3-primary Redis Cluster (`on_all_stores!`).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use resultd::store::{Guard, HashWrite, IncrementOutcome, ResultStore, WriteOutcome};
 
-use crate::on_both_stores;
+use crate::on_all_stores;
 use crate::support::{Kind, store};
 
 fn fields(pairs: &[(&str, &str)]) -> Vec<(String, Bytes)> {
@@ -258,7 +259,7 @@ async fn writes_wake_the_waiters_of_their_key(kind: Kind) {
         .expect("woken");
 }
 
-on_both_stores!(
+on_all_stores!(
     written_hashes_read_back_with_their_ttl,
     guards_decide_whether_a_batch_is_written,
     replace_and_remove_reshape_a_hash,

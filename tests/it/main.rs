@@ -1,10 +1,15 @@
 //! The one integration test binary: support code and one module per area.
 #![allow(unreachable_pub, missing_docs, dead_code, clippy::unwrap_used)]
 
+mod auth;
 mod browser;
+mod clients;
 mod conformance;
 mod hostile;
 mod interop;
+mod listing;
+mod logging;
+mod metrics;
 mod openapi;
 mod outage;
 mod redis_layout;
@@ -12,5 +17,6 @@ mod results;
 mod startup;
 mod state;
 mod support;
+mod topologies;
 mod tour;
 mod waiting;

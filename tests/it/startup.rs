@@ -193,6 +193,7 @@ async fn redis_store_connects_and_wakes_waiters_when_redis_comes_up_after_result
         router: resultd::server::app(ctx.clone()),
         ctx,
         redis: None,
+        topology: None,
     };
     assert_eq!(app.get("/health/ready").await.status, StatusCode::SERVICE_UNAVAILABLE);
     redis.restart();

@@ -1,7 +1,10 @@
 //! Test helpers: the app under test over either store, and a real redis-server.
 
+pub mod process;
 pub mod redis;
+
 pub mod relay;
+pub mod topology;
 
 use axum::Router;
 use axum::body::Body;
@@ -16,18 +19,35 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 pub use self::redis::RedisServer;
+pub use self::topology::{ClusterSet, SentinelSet};
 
 /// Which store a test runs on.
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {
     Memory,
     Redis,
+    /// A primary, a replica and three sentinels.
+    Sentinel,
+    /// Three Cluster primaries.
+    Cluster,
 }
 
-/// A store of `kind`; the Redis one owns its server.
+/// The Redis processes behind a Sentinel or Cluster store.
+pub enum Topology {
+    Sentinel(SentinelSet),
+    Cluster(ClusterSet),
+}
+
+/// A store of `kind`; a Redis one owns its servers.
 pub struct TestStore {
     pub store: Store,
     pub redis: Option<RedisServer>,
+    pub topology: Option<Topology>,
+}
+
+async fn redis_store(url: &str) -> Store {
+    let settings = test_settings();
+    Store::Redis(RedisStore::connect(url, &settings.redis).await.expect("redis store"))
 }
 
 pub async fn store(kind: Kind) -> TestStore {
@@ -38,17 +58,33 @@ pub async fn store(kind: Kind) -> TestStore {
             TestStore {
                 store: Store::Memory(store),
                 redis: None,
+                topology: None,
             }
         }
         Kind::Redis => {
             let server = RedisServer::start();
-            let settings = test_settings();
-            let store = RedisStore::connect(&server.url(), &settings.redis)
-                .await
-                .expect("redis store");
             TestStore {
-                store: Store::Redis(store),
+                store: redis_store(&server.url()).await,
                 redis: Some(server),
+                topology: None,
+            }
+        }
+        Kind::Sentinel => {
+            let set = tokio::task::spawn_blocking(SentinelSet::start)
+                .await
+                .expect("sentinels");
+            TestStore {
+                store: redis_store(&set.url()).await,
+                redis: None,
+                topology: Some(Topology::Sentinel(set)),
+            }
+        }
+        Kind::Cluster => {
+            let set = tokio::task::spawn_blocking(ClusterSet::start).await.expect("cluster");
+            TestStore {
+                store: redis_store(&set.url()).await,
+                redis: None,
+                topology: Some(Topology::Cluster(set)),
             }
         }
     }
@@ -70,6 +106,7 @@ pub struct TestApp {
     pub router: Router,
     pub ctx: ApiContext,
     pub redis: Option<RedisServer>,
+    pub topology: Option<Topology>,
 }
 
 /// A response, body read.
@@ -106,12 +143,18 @@ impl TestApp {
     }
 
     pub async fn with_settings(kind: Kind, settings: Settings) -> Self {
-        let TestStore { store, redis } = store(kind).await;
+        let TestStore { store, redis, topology } = store(kind).await;
+        Self::over(settings, store, redis, topology)
+    }
+
+    /// The app over an opened store.
+    pub fn over(settings: Settings, store: Store, redis: Option<RedisServer>, topology: Option<Topology>) -> Self {
         let ctx = ApiContext::new(settings, store, CancellationToken::new()).expect("context");
         Self {
             router: server::app(ctx.clone()),
             ctx,
             redis,
+            topology,
         }
     }
 
@@ -180,7 +223,7 @@ impl Drop for LiveServer {
 
 impl LiveServer {
     pub async fn start(kind: Kind, settings: Settings) -> Self {
-        let TestStore { store, redis } = store(kind).await;
+        let TestStore { store, redis, .. } = store(kind).await;
         Self::over(store, redis, settings).await
     }
 
@@ -258,6 +301,26 @@ macro_rules! on_both_stores {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() { super::$name($crate::support::Kind::$kind).await }
+            )*
+        }
+    };
+}
+
+/// Runs each listed `async fn(Kind)` test on every store: embedded, Redis, Sentinel, Cluster.
+#[macro_export]
+macro_rules! on_all_stores {
+    ($($name:ident),* $(,)?) => {
+        $crate::on_both_stores!($($name),*);
+        mod sentinel {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::support::Kind::Sentinel).await }
+            )*
+        }
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() { super::$name($crate::support::Kind::Cluster).await }
             )*
         }
     };
