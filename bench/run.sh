@@ -47,7 +47,7 @@ bench_log "fastapi (uvicorn, 1 worker) pid $FASTAPI_PID on 127.0.0.1:$FASTAPI_PO
 # Every wrk run is bounded by its duration; the whole measurement by its plan plus a margin.
 combos=0
 for s in $SCENARIOS; do case $s in put | put_spread) combos=$((combos + 1));; *) combos=$((combos + 2));; esac; done
-budget=$((combos * ROUNDS * 4 * (DURATION + 2) + 120))
+budget=$((combos * ROUNDS * 4 * (DURATION + 1) + 60))
 status=0
 timeout --signal=INT "$budget" python3 bench/throughput.py \
   --redis-port "$REDIS_PORT" --redis-pid "$REDIS_PID" \
