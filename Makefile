@@ -1,5 +1,5 @@
 # The single source of commands: README, CI and developers all go through these targets.
-.PHONY: run test lint fmt openapi ci redis bench bench-wait build fuzz-api soak
+.PHONY: run test lint fmt openapi ci redis interop-venv bench bench-wait build fuzz-api soak
 
 CARGO ?= cargo
 
@@ -10,8 +10,8 @@ run:
 build:
 	$(CARGO) build --release --locked
 
-## Every test: installs redis-server when missing, then runs the one integration binary.
-test: redis
+## Every test: installs redis-server when missing, builds the mognet venv, then runs the one integration binary.
+test: redis interop-venv
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \
 	else \
@@ -21,6 +21,11 @@ test: redis
 ## redis-server and redis-cli from Debian's packages, when missing.
 redis:
 	@scripts/ensure-redis.sh
+
+## .venv-interop/ with real mognet 2.0.0 (interop/requirements.txt) for the interop tests;
+## reused while the requirements and the Python version are unchanged.
+interop-venv:
+	@scripts/venv.sh .venv-interop interop/requirements.txt
 
 lint:
 	$(CARGO) fmt --all -- --check

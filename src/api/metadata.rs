@@ -1,5 +1,7 @@
 //! A result's metadata hash and children set.
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
@@ -28,14 +30,13 @@ pub struct ChildrenBody {
     pub ids: Vec<String>,
 }
 
-fn metadata_json(fields: Vec<(String, Box<RawValue>)>) -> Json<serde_json::Map<String, serde_json::Value>> {
-    // Raw cells keep big integers exact: serialise through RawValue, not f64.
-    let mut map = serde_json::Map::new();
-    for (k, v) in fields {
-        let value = serde_json::from_str(v.get()).unwrap_or(serde_json::Value::Null);
-        map.insert(k, value);
-    }
-    Json(map)
+/// The metadata as an HTTP body, each cell passed through as the raw JSON it is stored as.
+type MetadataJson = Json<BTreeMap<String, Box<RawValue>>>;
+
+fn metadata_json(fields: Vec<(String, Box<RawValue>)>) -> MetadataJson {
+    // Raw cells keep Python's unbounded integers exact; going through `Value` would turn
+    // 2**70 into a float.
+    Json(fields.into_iter().collect())
 }
 
 /// Reads a result's metadata.
@@ -53,7 +54,7 @@ pub async fn get_result_metadata(
     State(ctx): State<ApiContext>,
     Path(raw_id): Path<String>,
     Query(params): Query<AppParam>,
-) -> Result<Json<serde_json::Map<String, serde_json::Value>>, ApiError> {
+) -> Result<MetadataJson, ApiError> {
     let id = result_id(&raw_id)?;
     let app = app_name(&ctx, params.app.as_deref())?;
     let fields = results::metadata(ctx.store(), &app, &id)
@@ -82,7 +83,7 @@ pub async fn patch_result_metadata(
     Path(raw_id): Path<String>,
     Query(params): Query<AppParam>,
     body: JsonBody,
-) -> Result<Json<serde_json::Map<String, serde_json::Value>>, ApiError> {
+) -> Result<MetadataJson, ApiError> {
     let id = result_id(&raw_id)?;
     let app = app_name(&ctx, params.app.as_deref())?;
     let changes = object_changes(&body)?;

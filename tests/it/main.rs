@@ -3,6 +3,7 @@
 
 mod conformance;
 mod hostile;
+mod interop;
 mod openapi;
 mod outage;
 mod redis_layout;

@@ -275,6 +275,24 @@ async fn metadata_merges_and_null_removes(kind: Kind) {
     assert_eq!(r.problem_code(), "invalid-body");
 }
 
+async fn metadata_keeps_big_integers_exact(kind: Kind) {
+    let app = TestApp::new(kind).await;
+    let id = new_id();
+    app.put(&format!("/results/{id}"), json!({})).await;
+    let big = "1180591620717411303424";
+    let request = axum::http::Request::patch(format!("/results/{id}/metadata"))
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(format!(r#"{{"big": {big}, "neg": -{big}}}"#)))
+        .unwrap();
+    let r = app.send(request).await;
+    assert_eq!(r.status, StatusCode::OK);
+    for body in [r.body.clone(), app.get(&format!("/results/{id}/metadata")).await.body] {
+        let text = String::from_utf8_lossy(&body).into_owned();
+        assert!(text.contains(&format!("\"big\":{big}")), "{text}");
+        assert!(text.contains(&format!("\"neg\":-{big}")), "{text}");
+    }
+}
+
 async fn children_are_added_and_get_their_parent(kind: Kind) {
     let app = TestApp::new(kind).await;
     let (parent, a, b) = (new_id(), new_id(), new_id());
@@ -341,6 +359,7 @@ on_both_stores!(
     large_values_are_gzipped_and_passed_through,
     holders_are_checked_and_exceptions_lose_their_pickle,
     metadata_merges_and_null_removes,
+    metadata_keeps_big_integers_exact,
     children_are_added_and_get_their_parent,
     unknown_routes_and_methods_are_problems,
     request_ids_are_echoed_and_in_problems,

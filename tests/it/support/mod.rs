@@ -163,7 +163,10 @@ impl TestApp {
 
 /// A resultd served on a real loopback socket (for sockets, disconnects and shutdown).
 pub struct LiveServer {
+    /// `http://127.0.0.1:{port}`.
     pub base: String,
+    /// The Redis URL the server uses (empty on the embedded store).
+    pub redis_url: String,
     pub ctx: ApiContext,
     pub task: tokio::task::JoinHandle<std::io::Result<()>>,
     pub redis: Option<RedisServer>,
@@ -178,9 +181,20 @@ impl LiveServer {
     pub async fn over(store: Store, redis: Option<RedisServer>, settings: Settings) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let redis_url = redis.as_ref().map(RedisServer::url).unwrap_or_default();
         let ctx = ApiContext::new(settings, store, CancellationToken::new()).expect("context");
         let task = tokio::spawn(server::serve(listener, ctx.clone()));
-        Self { base, ctx, task, redis }
+        Self { base, redis_url, ctx, task, redis }
+    }
+
+    /// A fresh redis-server and resultd over database `db` of it.
+    pub async fn on_redis_db(settings: Settings, db: u8) -> Self {
+        let redis = RedisServer::start();
+        let redis_url = format!("redis://127.0.0.1:{}/{db}", redis.port);
+        let store = RedisStore::connect(&redis_url, &settings.redis).await.expect("redis store");
+        let mut live = Self::over(Store::Redis(store), Some(redis), settings).await;
+        live.redis_url = redis_url;
+        live
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -215,3 +229,4 @@ macro_rules! on_both_stores {
         }
     };
 }
+
