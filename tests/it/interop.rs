@@ -71,14 +71,7 @@ async fn run_script(server: &LiveServer, script: &str, app: &str, extra: &[&str]
     let path = repo_root().join("interop").join(script);
     let child = tokio::process::Command::new(&python)
         .arg(&path)
-        .args([
-            "--redis",
-            &server.redis_url,
-            "--resultd",
-            &server.base,
-            "--app",
-            app,
-        ])
+        .args(["--redis", &server.redis_url, "--resultd", &server.base, "--app", app])
         .args(extra)
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .kill_on_drop(true)

@@ -184,14 +184,22 @@ impl LiveServer {
         let redis_url = redis.as_ref().map(RedisServer::url).unwrap_or_default();
         let ctx = ApiContext::new(settings, store, CancellationToken::new()).expect("context");
         let task = tokio::spawn(server::serve(listener, ctx.clone()));
-        Self { base, redis_url, ctx, task, redis }
+        Self {
+            base,
+            redis_url,
+            ctx,
+            task,
+            redis,
+        }
     }
 
     /// A fresh redis-server and resultd over database `db` of it.
     pub async fn on_redis_db(settings: Settings, db: u8) -> Self {
         let redis = RedisServer::start();
         let redis_url = format!("redis://127.0.0.1:{}/{db}", redis.port);
-        let store = RedisStore::connect(&redis_url, &settings.redis).await.expect("redis store");
+        let store = RedisStore::connect(&redis_url, &settings.redis)
+            .await
+            .expect("redis store");
         let mut live = Self::over(Store::Redis(store), Some(redis), settings).await;
         live.redis_url = redis_url;
         live
@@ -229,4 +237,3 @@ macro_rules! on_both_stores {
         }
     };
 }
-
