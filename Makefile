@@ -1,5 +1,5 @@
 # The single source of commands: README, CI and developers all go through these targets.
-.PHONY: run test lint fmt openapi ci redis interop-venv chromium bench build fuzz-api soak
+.PHONY: run test lint fmt openapi ci redis interop-venv chromium bench bench-wait build fuzz-api soak
 
 CARGO ?= cargo
 
@@ -52,3 +52,12 @@ fuzz-api: redis
 soak: redis
 	$(CARGO) build --release --locked
 	python3 bench/soak.py --seconds $${SOAK_SECONDS:-120} --cut $${SOAK_CUT:-8} --clients $${SOAK_CLIENTS:-16}
+
+## Throughput against the bench kit's baselines (../shared/bench), interleaved A B A C; see
+## docs/performance.md. BENCH_ROUNDS (3), BENCH_DURATION (10 s per run), BENCH_SCENARIOS ("hash value put put_spread").
+bench: redis
+	bench/run.sh
+
+## Long-poll figures: wake latency, Redis commands per idle waiter, RSS per held wait (docs/performance.md).
+bench-wait: redis
+	bench/wait.sh
