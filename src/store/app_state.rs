@@ -86,7 +86,7 @@ pub async fn write<S: ResultStore>(
     precondition: &Precondition,
     ttl: Option<Duration>,
 ) -> Result<StateWrite, StoreError> {
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
         let snap = store.read_hash(key, None).await?;
         let current = snap.as_ref().map(|s| codec::etag(&s.fields));
         if !precondition.holds(current.as_deref()) {
@@ -96,6 +96,8 @@ pub async fn write<S: ResultStore>(
             // Unconditional merges need no read-check: HSET/HDEL are atomic on their own and
             // concurrent patches of disjoint fields must all land.
             (Precondition::None, _) if !replace => Guard::Any,
+            // A replace without a precondition that lost a race writes over the winner.
+            (Precondition::None, _) if attempt > 0 => Guard::Any,
             (_, Some(s)) => Guard::Unchanged(s.fields.clone()),
             (_, None) => Guard::Absent,
         };
@@ -126,6 +128,7 @@ pub async fn write<S: ResultStore>(
                 StateWrite::Created(view)
             });
         }
+        super::results::backoff(attempt).await;
     }
     Err(StoreError::Contended(key.to_owned()))
 }

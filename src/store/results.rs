@@ -155,24 +155,44 @@ pub async fn put<S: ResultStore>(
 ) -> Result<PutOutcome, StoreError> {
     let key = keys::result(app, &record.id);
     let fields = codec::encode_record(record);
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
         let snap = store.read_hash(&key, None).await?;
         let current = snap.as_ref().map(|s| codec::etag(&s.fields));
         if !precondition.holds(current.as_deref()) {
             return Ok(PutOutcome::PreconditionFailed);
         }
-        // Without a precondition the write need not be guarded, but "created" must be exact.
+        // The guard only keeps "created" exact. Without a precondition, losing the race means
+        // another writer stored the record meanwhile: write over it, and it was a replace.
         let write = HashWrite::set(key.clone(), fields.clone(), ttl).guarded(guard_for(snap.as_ref()));
-        if store.write_hashes(&[write]).await? == WriteOutcome::Written {
-            let view = written_view(record.clone(), &fields, snap.as_ref(), ttl);
-            return Ok(if snap.is_some() {
-                PutOutcome::Replaced(view)
-            } else {
-                PutOutcome::Created(view)
-            });
-        }
+        let written = store.write_hashes(std::slice::from_ref(&write)).await? == WriteOutcome::Written;
+        let replaced = if written {
+            snap.is_some()
+        } else if *precondition == Precondition::None {
+            store.write_hashes(&[write.guarded(Guard::Any)]).await?;
+            true
+        } else {
+            backoff(attempt).await;
+            continue;
+        };
+        let view = written_view(record.clone(), &fields, snap.as_ref(), ttl);
+        return Ok(if replaced {
+            PutOutcome::Replaced(view)
+        } else {
+            PutOutcome::Created(view)
+        });
     }
     Err(StoreError::Contended(key))
+}
+
+/// A short, growing, jittered pause after losing a compare-and-set race, so that contending
+/// writers spread out instead of colliding again at once.
+pub(crate) async fn backoff(attempt: usize) {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let cap_us = 100u64 << attempt.min(6);
+    let pause = u64::from(nanos) % cap_us.max(1);
+    tokio::time::sleep(Duration::from_micros(pause)).await;
 }
 
 /// Applies a patch atomically, with mognet's lifecycle bookkeeping.
@@ -188,7 +208,7 @@ pub async fn patch<S: ResultStore>(
     now: DateTime<Utc>,
 ) -> Result<PatchOutcome, StoreError> {
     let key = keys::result(app, id);
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
         let Some(snap) = store.read_hash(&key, None).await? else {
             return Ok(if matches!(precondition, Precondition::IfAbsent) {
                 PatchOutcome::PreconditionFailed
@@ -209,6 +229,7 @@ pub async fn patch<S: ResultStore>(
         if store.write_hashes(&[write]).await? == WriteOutcome::Written {
             return Ok(PatchOutcome::Patched(written_view(next, &fields, Some(&snap), ttl)));
         }
+        backoff(attempt).await;
     }
     Err(StoreError::Contended(key))
 }
@@ -241,7 +262,7 @@ pub async fn store_value<S: ResultStore>(
 ) -> Result<StoreValueOutcome, StoreError> {
     let key = keys::result(app, id);
     let value_key = keys::value(app, id);
-    for _ in 0..MAX_ATTEMPTS {
+    for attempt in 0..MAX_ATTEMPTS {
         let Some(snap) = store.read_hash(&key, None).await? else {
             return Ok(StoreValueOutcome::NotFound);
         };
@@ -269,6 +290,7 @@ pub async fn store_value<S: ResultStore>(
         if store.write_hashes(&[value_write, record_write]).await? == WriteOutcome::Written {
             return Ok(StoreValueOutcome::Stored(view));
         }
+        backoff(attempt).await;
     }
     Err(StoreError::Contended(key))
 }

@@ -31,6 +31,45 @@ async fn put_creates_then_replaces_a_record(kind: Kind) {
     assert_eq!(r.json()["name"], serde_json::Value::Null, "PUT replaces");
 }
 
+async fn concurrent_puts_of_one_record_all_land_and_one_creates(kind: Kind) {
+    let app = TestApp::new(kind).await;
+    let id = new_id();
+    let mut tasks = Vec::new();
+    for client in 0..20 {
+        let router = app.router.clone();
+        let uri = format!("/results/{id}");
+        tasks.push(tokio::spawn(async move {
+            use tower::ServiceExt;
+            let mut statuses = Vec::new();
+            for n in 0..10 {
+                let body = json!({"name": format!("client-{client}-{n}"), "state": "RUNNING"}).to_string();
+                let req = axum::http::Request::put(&uri)
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(body))
+                    .unwrap();
+                statuses.push(router.clone().oneshot(req).await.unwrap().status());
+            }
+            statuses
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    assert_eq!(all.len(), 200);
+    assert_eq!(all.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{all:?}");
+    assert!(
+        all.iter().all(|s| *s == StatusCode::CREATED || *s == StatusCode::OK),
+        "{all:?}"
+    );
+    assert!(
+        app.get(&format!("/results/{id}")).await.json()["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("client-")
+    );
+}
+
 async fn get_returns_404_problem_when_id_is_unknown(kind: Kind) {
     let app = TestApp::new(kind).await;
     let r = app.get(&format!("/results/{}", new_id())).await;
@@ -350,6 +389,7 @@ async fn request_ids_are_echoed_and_in_problems(kind: Kind) {
 
 on_both_stores!(
     put_creates_then_replaces_a_record,
+    concurrent_puts_of_one_record_all_land_and_one_creates,
     get_returns_404_problem_when_id_is_unknown,
     ids_are_canonicalised_and_garbage_is_refused,
     etags_drive_304_and_412,
