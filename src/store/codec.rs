@@ -12,7 +12,6 @@ use bytes::Bytes;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
 
 use crate::domain::{ResultId, ResultRecord, ResultState};
 
@@ -183,8 +182,23 @@ pub fn read_cell(field: &str, bytes: &[u8]) -> Result<Box<RawValue>, CorruptFiel
 }
 
 fn read_value(field: &str, bytes: &[u8]) -> Result<Value, CorruptField> {
-    let raw = read_cell(field, bytes)?;
-    serde_json::from_str(raw.get()).map_err(|e| corrupt(field, e.to_string()))
+    // The canonical cells (null, plain strings, small integers) need no JSON parser.
+    match bytes {
+        b"null" => return Ok(Value::Null),
+        [b'"', inner @ .., b'"'] if inner.iter().all(|&b| b >= 0x20 && b != b'\\' && b != b'"') => {
+            if let Ok(s) = std::str::from_utf8(inner) {
+                return Ok(Value::String(s.to_owned()));
+            }
+        }
+        [b'0'..=b'9', ..] if bytes.len() <= 18 && bytes.iter().all(u8::is_ascii_digit) => {
+            if let Some(n) = std::str::from_utf8(bytes).ok().and_then(|t| t.parse::<i64>().ok()) {
+                return Ok(Value::from(n));
+            }
+        }
+        _ => {}
+    }
+    let text = std::str::from_utf8(bytes).map_err(|_| corrupt(field, "not UTF-8"))?;
+    serde_json::from_str(&normalize_python_json(text)).map_err(|e| corrupt(field, format!("not JSON: {e}")))
 }
 
 fn opt_string(field: &str, v: Value) -> Result<Option<String>, CorruptField> {
@@ -394,18 +408,20 @@ pub fn decode_value(fields: &[(String, Bytes)]) -> Result<StoredValue, CorruptFi
 }
 
 /// A strong ETag over a hash's contents, independent of field order.
+///
+/// XXH3-128 over the length-prefixed, sorted pairs: a content fingerprint for change detection
+/// and preconditions (not a security boundary), cheap enough to compute on every read.
 pub fn etag(fields: &[(String, Bytes)]) -> String {
     let mut sorted: Vec<&(String, Bytes)> = fields.iter().collect();
     sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut hasher = Sha256::new();
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
     for (name, value) in sorted {
-        hasher.update((name.len() as u64).to_le_bytes());
+        hasher.update(&(name.len() as u64).to_le_bytes());
         hasher.update(name.as_bytes());
-        hasher.update((value.len() as u64).to_le_bytes());
+        hasher.update(&(value.len() as u64).to_le_bytes());
         hasher.update(value);
     }
-    let digest = hasher.finalize();
-    format!("\"{}\"", hex::encode(&digest[..16]))
+    format!("\"{:032x}\"", hasher.digest128())
 }
 
 #[cfg(test)]
@@ -441,6 +457,32 @@ mod tests {
         assert_eq!(compact_json(" \"\\\" x \\u00fc\" "), "\"\\\" x \\u00fc\"");
         assert_eq!(compact_json("{\n\t\"ü k\" :\r\n null }"), "{\"ü k\":null}");
         assert!(matches!(compact_json("7"), Cow::Borrowed("7")));
+    }
+
+    #[test]
+    fn fast_and_slow_cell_paths_agree() {
+        for cell in [
+            "null",
+            "\"demo.add\"",
+            "\"1, b=2\"",
+            "0",
+            "42",
+            "\"a\\\"b\"",
+            "\"\\u00fc\"",
+            " 7",
+            "7.0",
+            "[1]",
+            "\"é\"",
+        ] {
+            let fast = read_value("f", cell.as_bytes()).unwrap();
+            let slow: Value = serde_json::from_str(cell).unwrap();
+            assert_eq!(fast, slow, "{cell}");
+        }
+        assert!(
+            read_value("f", b"\"a\tb\"").is_err(),
+            "raw control characters are not JSON"
+        );
+        assert!(read_value("f", b"SUCCESS").is_err());
     }
 
     #[test]
