@@ -22,4 +22,4 @@ for _ in $(seq 1 100); do
 done
 timeout 900 .venv-fuzz/bin/schemathesis --config-file fuzz/schemathesis.toml run openapi/openapi.json \
   --url "http://127.0.0.1:$http_port" --checks all --max-examples "${FUZZ_EXAMPLES:-10}" --seed "${FUZZ_SEED:-1}" \
-  --workers 2 --continue-on-failure "$@"
+  --workers 2 --continue-on-failure --phases examples,fuzzing,stateful "$@"

@@ -31,6 +31,20 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// Largest `?ttl=` accepted (larger values are refused; in range they are clamped by the policy).
+pub const MAX_TTL_PARAM: u64 = 10_000_000_000;
+
+/// Deserialises `?ttl=`: whole seconds from 0 to [`MAX_TTL_PARAM`].
+pub fn ttl_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let value = <Option<u64> as serde::Deserialize>::deserialize(d)?;
+    match value {
+        Some(v) if v > MAX_TTL_PARAM => Err(serde::de::Error::custom(format!(
+            "ttl must be at most {MAX_TTL_PARAM} seconds"
+        ))),
+        other => Ok(other),
+    }
+}
+
 /// Parses the `{id}` of a result path.
 pub fn result_id(raw: &str) -> Result<ResultId, ApiError> {
     ResultId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidResultId, e.0))
@@ -213,13 +227,14 @@ pub fn write_precondition(headers: &HeaderMap) -> Result<Precondition, ApiError>
         return Ok(Precondition::IfMatch(etag_list(v)));
     }
     if let Some(v) = headers.get(header::IF_NONE_MATCH) {
-        if v.as_bytes().trim_ascii() == b"*" {
+        let v = v
+            .to_str()
+            .map_err(|_| ApiError::new(ErrorCode::InvalidHeader, "If-None-Match is not ASCII"))?;
+        let tags = etag_list(v);
+        if tags.iter().any(|t| t == "*") {
             return Ok(Precondition::IfAbsent);
         }
-        return Err(ApiError::new(
-            ErrorCode::InvalidHeader,
-            "on writes, If-None-Match only accepts * (create only)",
-        ));
+        return Ok(Precondition::IfNoneMatch(tags));
     }
     Ok(Precondition::None)
 }

@@ -42,6 +42,7 @@ impl ToSchema for MetadataBody {}
 #[schema(example = json!({"ids": ["00000000-0000-4000-8000-000000000008", "00000000-0000-4000-8000-000000000009"]}))]
 pub struct ChildrenBody {
     /// Result ids.
+    #[schema(value_type = Vec<crate::api::waiting::UuidString>)]
     pub ids: Vec<String>,
 }
 

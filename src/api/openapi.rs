@@ -139,6 +139,17 @@ fn headers_are_never_null(doc: &mut Document) {
                 {
                     object.schema_type = SchemaType::Type(only.clone());
                 }
+                // An optional header of a named type: `oneOf [null, $ref]` becomes the `$ref`.
+                if let Some(RefOr::T(Schema::OneOf(one_of))) = &parameter.schema {
+                    let not_null: Vec<&RefOr<Schema>> = one_of
+                        .items
+                        .iter()
+                        .filter(|s| !matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null)))
+                        .collect();
+                    if let [only] = not_null[..] {
+                        parameter.schema = Some(only.clone());
+                    }
+                }
             }
         }
     }

@@ -89,14 +89,27 @@ where
     T::deserialize(d).map(Some)
 }
 
+/// Deserialises an integer, also written as an integral number such as `3.0` (JSON Schema
+/// counts it as an integer).
+pub(crate) fn integral<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && (-9.223_372_036_854_775e18..9.223_372_036_854_775e18).contains(f))
+                .map(|f| f as i64)
+        })
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("expected a 64-bit integer, got {n}")))
+}
+
 /// Fields of a record to write; absent fields keep their value (PATCH) or default (PUT).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "invoices.render", "state": "RUNNING", "node_id": "1234@worker-a", "request_kwargs_repr": "42"}))]
 pub struct ResultInput {
-    /// Must equal the id in the path when given.
-    #[serde(default)]
-    pub id: Option<String>,
     /// Task name.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
@@ -105,11 +118,11 @@ pub struct ResultInput {
     #[serde(default)]
     pub state: Option<ResultState>,
     /// Start count (≥ 0).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral")]
     #[schema(minimum = 0)]
     pub number_of_starts: Option<i64>,
     /// Stop count (≥ 0).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "integral")]
     #[schema(minimum = 0)]
     pub number_of_stops: Option<i64>,
     /// Parent result id.
@@ -165,11 +178,6 @@ fn counter(field: &str, v: Option<i64>) -> Result<Option<i64>, ApiError> {
 impl ResultInput {
     /// Checks the body and turns it into a patch for the record `id`.
     pub fn into_patch(self, id: &ResultId) -> Result<RecordPatch, ApiError> {
-        if let Some(body_id) = &self.id
-            && ResultId::parse(body_id).ok().as_ref() != Some(id)
-        {
-            return Err(invalid(format!("id {body_id:?} in the body does not match the path")));
-        }
         let parent_id = self
             .parent_id
             .map(|p| {
@@ -200,6 +208,7 @@ impl ResultInput {
 #[into_params(parameter_in = Query)]
 pub struct AppParam {
     /// The mognet app (key prefix); the configured `default_app` when absent.
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,128}$", min_length = 1, max_length = 128)]
     pub app: Option<String>,
 }
 
@@ -208,11 +217,12 @@ pub struct AppParam {
 #[into_params(parameter_in = Query)]
 pub struct ListResultsParams {
     /// The mognet app (key prefix); the configured `default_app` when absent.
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,128}$", min_length = 1, max_length = 128)]
     pub app: Option<String>,
     /// The `next_cursor` of the previous page; absent for the first page.
     pub cursor: Option<String>,
     /// Most results on the page: default 100; values above 1000 are clamped to 1000.
-    #[param(minimum = 1, maximum = 1000)]
+    #[param(minimum = 1)]
     pub limit: Option<u64>,
 }
 
@@ -326,6 +336,7 @@ pub async fn list_results(
 #[into_params(parameter_in = Query)]
 pub struct GetResultParams {
     /// The mognet app (key prefix); the configured `default_app` when absent.
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,128}$", min_length = 1, max_length = 128)]
     pub app: Option<String>,
     /// Hold the request up to this many seconds until the result is done (clamped to
     /// `wait.max_seconds`). `Prefer: wait=N` does the same.
@@ -338,9 +349,11 @@ pub struct GetResultParams {
 #[into_params(parameter_in = Query)]
 pub struct WriteResultParams {
     /// The mognet app (key prefix); the configured `default_app` when absent.
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,128}$", min_length = 1, max_length = 128)]
     pub app: Option<String>,
     /// TTL in seconds for this write, clamped to `[ttl.min_seconds, ttl.max_seconds]`.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 10_000_000_000_u64)]
+    #[serde(default, deserialize_with = "crate::api::extract::ttl_seconds")]
     pub ttl: Option<u64>,
     /// PATCH only: allow moving a result out of a ready state.
     #[serde(default)]
@@ -352,6 +365,7 @@ pub struct WriteResultParams {
 #[into_params(parameter_in = Query)]
 pub struct DeleteResultParams {
     /// The mognet app (key prefix); the configured `default_app` when absent.
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,128}$", min_length = 1, max_length = 128)]
     pub app: Option<String>,
     /// Also delete the children, recursively.
     #[serde(default)]
@@ -493,6 +507,7 @@ pub async fn put_result(
 pub(crate) fn precondition_failed(p: &Precondition) -> ApiError {
     let detail = match p {
         Precondition::IfAbsent => "the resource already exists (If-None-Match: *)",
+        Precondition::IfNoneMatch(_) => "the resource's current ETag matches If-None-Match",
         _ => "the resource's current ETag does not match If-Match",
     };
     ApiError::new(ErrorCode::PreconditionFailed, detail)

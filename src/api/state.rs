@@ -64,6 +64,11 @@ impl utoipa::PartialSchema for StateBody {
             .additional_properties(Some(AdditionalProperties::<utoipa::openapi::schema::Schema>::FreeForm(
                 true,
             )))
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[^\\u0000-\\u001F\\u007F-\\u009F]{1,256}$")),
+            ))
             .examples([serde_json::json!({"counter": 7, "name": "ünïcode", "progress": {"step": 3, "of": 10}})])
             .into()
     }
@@ -71,13 +76,44 @@ impl utoipa::PartialSchema for StateBody {
 
 impl ToSchema for StateBody {}
 
+/// The body of `PUT /state/{app}/{key}`: at least one field.
+#[derive(Debug)]
+pub struct StateInput;
+
+impl utoipa::PartialSchema for StateInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some("A whole state: one JSON document per field, at least one field."))
+            .min_properties(Some(1))
+            .additional_properties(Some(AdditionalProperties::<utoipa::openapi::schema::Schema>::FreeForm(
+                true,
+            )))
+            .property_names(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[^\\u0000-\\u001F\\u007F-\\u009F]{1,256}$")),
+            ))
+            .examples([serde_json::json!({"counter": 7, "name": "ünïcode", "progress": {"step": 3, "of": 10}})])
+            .into()
+    }
+}
+
+impl ToSchema for StateInput {}
+
+/// `by` as an integer, also written as an integral number such as `5.0`.
+fn integral_by<'de, D: serde::Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    crate::api::results::integral(d)?.ok_or_else(|| serde::de::Error::custom("by must be an integer, not null"))
+}
+
 /// Body of an increment; an empty body adds 1.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"by": 5}))]
 pub struct IncrementBody {
     /// How much to add (a 64-bit signed integer; negative subtracts).
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "integral_by")]
     #[schema(default = 1)]
     pub by: i64,
 }
@@ -110,7 +146,8 @@ pub struct GetStateParams {
 pub struct WriteStateParams {
     /// TTL in seconds for this write, clamped to `[ttl.min_seconds, ttl.max_seconds]`;
     /// `ttl.state_seconds` when absent.
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 10_000_000_000_u64)]
+    #[serde(default, deserialize_with = "crate::api::extract::ttl_seconds")]
     pub ttl: Option<u64>,
 }
 
@@ -271,8 +308,8 @@ fn with_preference(mut response: Response, wait: Option<WaitRequest>) -> Respons
 /// Reads a state object, or waits for it to change.
 #[utoipa::path(
     get, path = "/state/{app}/{key}", tag = "state",
-    params(("app" = String, Path, description = "The mognet app, `[A-Za-z0-9_.:-]`"),
-           ("key" = String, Path, description = "The state key (mognet's request id), `[A-Za-z0-9_.:-]{1,200}`"),
+    params(("app" = String, Path, description = "The mognet app, `[A-Za-z0-9_.:-]`", pattern = "^[A-Za-z0-9_.:-]{1,128}$"),
+           ("key" = String, Path, description = "The state key (mognet's request id), `[A-Za-z0-9_.:-]{1,200}`", pattern = "^[A-Za-z0-9_.:-]{1,200}$"),
            GetStateParams,
            ("Prefer" = Option<String>, Header, description = "`wait=N`: long-poll like `?wait=N` (RFC 7240)"),
            ("If-None-Match" = Option<String>, Header, description = "ETag list: 304 when the state still matches; with a wait, the ETags to wait away from")),
@@ -341,11 +378,11 @@ pub async fn get_state(
 /// Creates or replaces a whole state object.
 #[utoipa::path(
     put, path = "/state/{app}/{key}", tag = "state",
-    params(("app" = String, Path, description = "The mognet app"), ("key" = String, Path, description = "The state key"),
+    params(("app" = String, Path, description = "The mognet app", pattern = "^[A-Za-z0-9_.:-]{1,128}$"), ("key" = String, Path, description = "The state key", pattern = "^[A-Za-z0-9_.:-]{1,200}$"),
            WriteStateParams,
            ("If-Match" = Option<String>, Header, description = "Write only if the current ETag matches (412 otherwise)"),
            ("If-None-Match" = Option<String>, Header, description = "`*`: create only (412 if it exists)")),
-    request_body(content = StateBody, description = "The whole object: every member becomes a field (`null` is stored as a JSON null). At least one member: Redis keeps no empty hash, DELETE the state instead"),
+    request_body(content = StateInput, description = "The whole object: every member becomes a field (`null` is stored as a JSON null). At least one member: Redis keeps no empty hash, DELETE the state instead"),
     responses(
         (status = 201, description = "Created", body = StateBody, headers(("ETag" = String, description = "Strong ETag of the stored hash"), ("x-ttl" = i64, description = "Seconds until the state expires"))),
         (status = 200, description = "Replaced", body = StateBody, headers(("ETag" = String, description = "Strong ETag of the stored hash"), ("x-ttl" = i64, description = "Seconds until the state expires"))),
@@ -385,7 +422,7 @@ pub async fn put_state(
 /// Merges fields into a state object (JSON merge patch); `null` removes a field.
 #[utoipa::path(
     patch, path = "/state/{app}/{key}", tag = "state",
-    params(("app" = String, Path, description = "The mognet app"), ("key" = String, Path, description = "The state key"),
+    params(("app" = String, Path, description = "The mognet app", pattern = "^[A-Za-z0-9_.:-]{1,128}$"), ("key" = String, Path, description = "The state key", pattern = "^[A-Za-z0-9_.:-]{1,200}$"),
            WriteStateParams,
            ("If-Match" = Option<String>, Header, description = "Write only if the current ETag matches (412 otherwise)"),
            ("If-None-Match" = Option<String>, Header, description = "`*`: create only (412 if it exists)")),
@@ -435,7 +472,7 @@ pub async fn patch_state(
 /// Deletes a state object (mognet's `clear`).
 #[utoipa::path(
     delete, path = "/state/{app}/{key}", tag = "state",
-    params(("app" = String, Path, description = "The mognet app"), ("key" = String, Path, description = "The state key")),
+    params(("app" = String, Path, description = "The mognet app", pattern = "^[A-Za-z0-9_.:-]{1,128}$"), ("key" = String, Path, description = "The state key", pattern = "^[A-Za-z0-9_.:-]{1,200}$")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 400, description = "`invalid-app`, `invalid-state-key`", body = Problem, content_type = "application/problem+json"),
@@ -457,8 +494,8 @@ pub async fn delete_state(
 /// Reads one field of a state (mognet's `State.get`).
 #[utoipa::path(
     get, path = "/state/{app}/{key}/{field}", tag = "state",
-    params(("app" = String, Path, description = "The mognet app"), ("key" = String, Path, description = "The state key"),
-           ("field" = String, Path, description = "The field: 1 to 256 bytes of text without control characters (percent-encode it)")),
+    params(("app" = String, Path, description = "The mognet app", pattern = "^[A-Za-z0-9_.:-]{1,128}$"), ("key" = String, Path, description = "The state key", pattern = "^[A-Za-z0-9_.:-]{1,200}$"),
+           ("field" = String, Path, description = "The field: 1 to 256 characters of text without control characters (percent-encode it)", pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,256}$")),
     responses(
         (status = 200, description = "The field's JSON document", body = serde_json::Value,
          headers(("x-ttl" = i64, description = "Seconds until the state expires (after the refresh, when reads refresh)")), example = json!({"step": 3, "of": 10})),
@@ -488,8 +525,8 @@ pub async fn get_state_field(
 /// Sets one field of a state to a JSON document (mognet's `State.set`).
 #[utoipa::path(
     put, path = "/state/{app}/{key}/{field}", tag = "state",
-    params(("app" = String, Path, description = "The mognet app"), ("key" = String, Path, description = "The state key"),
-           ("field" = String, Path, description = "The field: 1 to 256 bytes of text without control characters (percent-encode it)"),
+    params(("app" = String, Path, description = "The mognet app", pattern = "^[A-Za-z0-9_.:-]{1,128}$"), ("key" = String, Path, description = "The state key", pattern = "^[A-Za-z0-9_.:-]{1,200}$"),
+           ("field" = String, Path, description = "The field: 1 to 256 characters of text without control characters (percent-encode it)", pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,256}$"),
            WriteStateParams,
            ("If-Match" = Option<String>, Header, description = "Write only if the whole state's current ETag matches (412 otherwise)"),
            ("If-None-Match" = Option<String>, Header, description = "`*`: only if the state does not exist yet (412 otherwise)")),
@@ -531,8 +568,8 @@ pub async fn put_state_field(
 /// Removes one field of a state and answers its value (mognet's `State.pop`).
 #[utoipa::path(
     delete, path = "/state/{app}/{key}/{field}", tag = "state",
-    params(("app" = String, Path, description = "The mognet app"), ("key" = String, Path, description = "The state key"),
-           ("field" = String, Path, description = "The field: 1 to 256 bytes of text without control characters (percent-encode it)")),
+    params(("app" = String, Path, description = "The mognet app", pattern = "^[A-Za-z0-9_.:-]{1,128}$"), ("key" = String, Path, description = "The state key", pattern = "^[A-Za-z0-9_.:-]{1,200}$"),
+           ("field" = String, Path, description = "The field: 1 to 256 characters of text without control characters (percent-encode it)", pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,256}$")),
     responses(
         (status = 200, description = "Removed; the field's JSON document. Removing the last field deletes the state; otherwise its TTL is set again, as mognet's `pop` does", body = serde_json::Value, example = json!(7)),
         (status = 400, description = "`invalid-app`, `invalid-state-key`, `invalid-state-field`", body = Problem, content_type = "application/problem+json"),
@@ -591,8 +628,8 @@ fn not_incrementable(field: &StateField, stored: &[u8]) -> ApiError {
 /// Adds to an integer field atomically; a missing field (or state) counts as 0.
 #[utoipa::path(
     post, path = "/state/{app}/{key}/{field}/increment", tag = "state",
-    params(("app" = String, Path, description = "The mognet app"), ("key" = String, Path, description = "The state key"),
-           ("field" = String, Path, description = "The field: 1 to 256 bytes of text without control characters (percent-encode it)"),
+    params(("app" = String, Path, description = "The mognet app", pattern = "^[A-Za-z0-9_.:-]{1,128}$"), ("key" = String, Path, description = "The state key", pattern = "^[A-Za-z0-9_.:-]{1,200}$"),
+           ("field" = String, Path, description = "The field: 1 to 256 characters of text without control characters (percent-encode it)", pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,256}$"),
            WriteStateParams),
     request_body(content = Option<IncrementBody>, description = "`{\"by\": n}`; an empty body adds 1", example = json!({"by": 5})),
     responses(
@@ -613,7 +650,7 @@ pub async fn increment_state_field(
     Query(params): Query<WriteStateParams>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let by = if body.0.iter().all(u8::is_ascii_whitespace) {
+    let by = if body.0.iter().all(u8::is_ascii_whitespace) || body.0.trim_ascii() == b"null" {
         1
     } else {
         let shape = |detail: String| {

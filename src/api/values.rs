@@ -36,9 +36,116 @@ pub struct ValueHolderBody {
     /// `module:Class` of the value. Uploads accept `builtins:NoneType|bool|int|float|str|list|dict`
     /// and `mognet.model.result:_ExceptionInfo`.
     value_type: String,
-    /// The value; for exceptions `{"name","message","traceback"}`.
-    #[schema(value_type = Object)]
+    /// The value as JSON (any JSON; for exceptions `{"name","message","traceback",…}`).
     raw_value: serde_json::Value,
+}
+
+/// A value holder as a client may upload it: one of the plain `builtins:` types with a matching
+/// value (or null), or an exception record.
+#[derive(Debug)]
+pub struct ValueHolderUpload;
+
+impl utoipa::PartialSchema for ValueHolderUpload {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
+        let holder = |value_type: &str, raw: ObjectBuilder| {
+            ObjectBuilder::new()
+                .property(
+                    "value_type",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([value_type])),
+                )
+                .required("value_type")
+                .property("raw_value", raw)
+                .required("raw_value")
+                .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::<
+                    utoipa::openapi::schema::Schema,
+                >::FreeForm(false)))
+        };
+        let of = |t: Type| ObjectBuilder::new().schema_type(SchemaType::from_iter([t, Type::Null]));
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        let exception = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property("name", text())
+            .required("name")
+            .property("message", text())
+            .required("message")
+            .property("traceback", text())
+            .required("traceback")
+            .description(Some(
+                "`raw_data` and `raw_data_encoding` may be given and are always dropped",
+            ));
+        OneOfBuilder::new()
+            .item(holder("builtins:NoneType", ObjectBuilder::new().schema_type(Type::Null)))
+            .item(holder("builtins:bool", of(Type::Boolean)))
+            .item(holder("builtins:int", of(Type::Integer)))
+            .item(holder("builtins:float", of(Type::Number)))
+            .item(holder("builtins:str", of(Type::String)))
+            .item(holder("builtins:list", of(Type::Array)))
+            .item(holder("builtins:dict", of(Type::Object)))
+            .item(holder(EXCEPTION_INFO_TYPE, exception))
+            .description(Some("A holder upload (`application/vnd.mognet.value+json`)"))
+            .examples([serde_json::json!({"value_type": "mognet.model.result:_ExceptionInfo",
+                "raw_value": {"name": "builtins:ValueError", "message": "printer is out of paper", "traceback": "Traceback (most recent call last): …"}})])
+            .into()
+    }
+}
+
+impl ToSchema for ValueHolderUpload {}
+
+/// The ready states a value upload may complete a result with.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum ReadyState {
+    /// Finished with a value.
+    Success,
+    /// Finished with an exception.
+    Failure,
+    /// Cancelled.
+    Revoked,
+    /// Could not run.
+    Invalid,
+}
+
+impl From<ReadyState> for ResultState {
+    fn from(s: ReadyState) -> Self {
+        match s {
+            ReadyState::Success => Self::Success,
+            ReadyState::Failure => Self::Failure,
+            ReadyState::Revoked => Self::Revoked,
+            ReadyState::Invalid => Self::Invalid,
+        }
+    }
+}
+
+/// Whether a holder's value can be read back as its `builtins:` type (`null` always can).
+fn value_fits_type(value_type: &str, raw: &RawValue) -> bool {
+    let Ok(value) = serde_json::from_str::<serde_json::Value>(raw.get()) else {
+        return false;
+    };
+    use serde_json::Value as J;
+    match (value_type, &value) {
+        (_, J::Null) => true,
+        ("builtins:NoneType", _) => false,
+        ("builtins:bool", J::Bool(_)) | ("builtins:str", J::String(_)) | ("builtins:list", J::Array(_)) => true,
+        ("builtins:dict", J::Object(_)) | ("builtins:float", J::Number(_)) => true,
+        ("builtins:int", J::Number(n)) => n.is_i64() || n.is_u64() || n.as_f64().is_some_and(|f| f.fract() == 0.0),
+        _ => false,
+    }
+}
+
+/// The content codings a value upload may carry.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code, non_camel_case_types)]
+pub enum ContentCoding {
+    /// gzip, inflated and checked.
+    gzip,
+    /// The legacy name of gzip.
+    #[schema(rename = "x-gzip")]
+    x_gzip,
+    /// No coding.
+    identity,
 }
 
 /// Query of `GET /results/{id}/value`.
@@ -46,6 +153,7 @@ pub struct ValueHolderBody {
 #[into_params(parameter_in = Query)]
 pub struct GetValueParams {
     /// The mognet app (key prefix); the configured `default_app` when absent.
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,128}$", min_length = 1, max_length = 128)]
     pub app: Option<String>,
     /// Hold the request up to this many seconds until the result is done.
     #[param(minimum = 0)]
@@ -57,11 +165,13 @@ pub struct GetValueParams {
 #[into_params(parameter_in = Query)]
 pub struct PutValueParams {
     /// The mognet app (key prefix); the configured `default_app` when absent.
+    #[param(pattern = "^[A-Za-z0-9_.:-]{1,128}$", min_length = 1, max_length = 128)]
     pub app: Option<String>,
     /// Complete the result in the same atomic step: SUCCESS, FAILURE, REVOKED or INVALID.
-    pub state: Option<ResultState>,
+    pub state: Option<ReadyState>,
     /// TTL in seconds of the record (the value's TTL is never longer).
-    #[param(minimum = 0)]
+    #[param(minimum = 0, maximum = 10_000_000_000_u64)]
+    #[serde(default, deserialize_with = "crate::api::extract::ttl_seconds")]
     pub ttl: Option<u64>,
 }
 
@@ -187,6 +297,15 @@ fn checked_holder(raw: &[u8]) -> Result<String, ApiError> {
         ));
     }
     if holder.value_type != EXCEPTION_INFO_TYPE {
+        if !value_fits_type(&holder.value_type, &holder.raw_value) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidBody,
+                format!(
+                    "raw_value is not a {}: Python could not read it back",
+                    holder.value_type
+                ),
+            ));
+        }
         return Ok(holder.to_json());
     }
     #[derive(Deserialize)]
@@ -215,11 +334,11 @@ fn checked_holder(raw: &[u8]) -> Result<String, ApiError> {
     put, path = "/results/{id}/value", tag = "values",
     params(("id" = String, Path, description = "Result id (a hyphenated UUID, any case)", format = Uuid), PutValueParams,
            ("If-Match" = Option<String>, Header, description = "Write only if the record's current ETag matches"),
-           ("Content-Encoding" = Option<String>, Header, description = "`gzip` uploads are inflated (bounded by `compression.max_inflated_bytes`) and checked")),
+           ("Content-Encoding" = Option<ContentCoding>, Header, description = "`gzip` (or `x-gzip`) uploads are inflated (bounded by `compression.max_inflated_bytes`) and checked")),
     request_body(description = "Any JSON (stored as the matching `builtins:` type), or with `Content-Type: application/vnd.mognet.value+json` a full holder",
         content(
             (serde_json::Value = "application/json", example = json!({"total": 42.5, "lines": [{"sku": "BOLT-M8", "qty": 500}]})),
-            (ValueHolderBody = "application/vnd.mognet.value+json"),
+            (ValueHolderUpload = "application/vnd.mognet.value+json"),
         )),
     responses(
         (status = 200, description = "Stored; the record as it is now", body = ResultBody, headers(("ETag" = String, description = "Strong ETag of the record"))),
@@ -241,12 +360,7 @@ pub async fn put_result_value(
 ) -> Result<Response, ApiError> {
     let id = result_id(&raw_id)?;
     let app = app_name(&ctx, params.app.as_deref())?;
-    if let Some(state) = params.state.filter(|s| !s.is_done()) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            format!("state={state} is not a ready state; use SUCCESS, FAILURE, REVOKED or INVALID"),
-        ));
-    }
+    let state = params.state.map(ResultState::from);
     let limit = ctx.settings().limits.value_body_bytes;
     let (headers, body) = read_body(request, limit).await?;
     let precondition = write_precondition(&headers)?;
@@ -294,7 +408,7 @@ pub async fn put_result_value(
         &app,
         &id,
         encode_value(contents, gzip),
-        params.state,
+        state,
         &precondition,
         result_ttl,
         value_ttl,

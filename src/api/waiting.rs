@@ -29,6 +29,24 @@ use crate::store::{ResultStore, keys};
 /// Most ids one `POST /results/wait` may name.
 pub const MAX_WAIT_IDS: usize = 1000;
 
+/// A result id: a hyphenated UUID, any case.
+#[derive(Debug, ToSchema)]
+#[schema(value_type = String, format = Uuid, pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$", example = "3f0c8a52-1f4e-4b7a-9d55-0e8f2b4c6a10")]
+pub struct UuidString(#[allow(dead_code)] String);
+
+/// One Server-Sent Event of `GET /results/{id}/events`.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)]
+#[schema(example = json!({"event": "result", "id": "5d701b90b6c74daf5598ceaf9826871f", "data": "{\"id\":\"3f0c8a52-1f4e-4b7a-9d55-0e8f2b4c6a10\",\"state\":\"RUNNING\",\"done\":false}"}))]
+pub struct ResultEvent {
+    /// `result`, `deleted` or `error`.
+    event: String,
+    /// The record's ETag (`result` events).
+    id: Option<String>,
+    /// The record (`result`), `{"id","app"}` (`deleted`) or a problem (`error`), as JSON text.
+    data: String,
+}
+
 /// When a multi-wait is satisfied.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -46,6 +64,7 @@ pub enum WaitMode {
 #[schema(example = json!({"ids": ["3f0c8a52-1f4e-4b7a-9d55-0e8f2b4c6a10", "00000000-0000-4000-8000-000000000008"], "mode": "all", "timeout": 30}))]
 pub struct WaitInput {
     /// Result ids (1 to 1000).
+    #[schema(min_items = 1, max_items = 1000, inline, value_type = Vec<UuidString>)]
     pub ids: Vec<String>,
     /// `any` (default) or `all`.
     #[serde(default)]
@@ -258,8 +277,7 @@ async fn next_event(mut f: Follow) -> Option<(Result<Event, Infallible>, Follow)
     params(("id" = String, Path, description = "Result id", format = Uuid), AppParam,
            ("Last-Event-ID" = Option<String>, Header, description = "Resume: the record is sent again only if it changed since this event id")),
     responses(
-        (status = 200, description = "An event stream: `result` events carry the record as JSON (event id = its ETag); `deleted` and `error` end it", content_type = "text/event-stream", body = String,
-         example = json!("event: result\nid: 5d701b90b6c74daf5598ceaf9826871f\ndata: {\"id\":\"3f0c8a52-1f4e-4b7a-9d55-0e8f2b4c6a10\",\"state\":\"RUNNING\",\"done\":false}\n\n")),
+        (status = 200, description = "An event stream: `result` events carry the record as JSON (event id = its ETag); `deleted` and `error` end it", content_type = "text/event-stream", body = ResultEvent),
         (status = 400, description = "`invalid-result-id`, `invalid-app`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`result-not-found`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`too-many-waiters`", body = Problem, content_type = "application/problem+json"),

@@ -35,16 +35,16 @@ impl fmt::Display for StateKey {
 pub struct StateField(String);
 
 impl StateField {
-    /// Longest accepted field name, in bytes.
+    /// Longest accepted field name, in characters.
     pub const MAX_LEN: usize = 256;
 
-    /// Parses a field name of 1 to 256 bytes without control characters.
+    /// Parses a field name of 1 to 256 characters without control characters.
     pub fn parse(s: &str) -> Result<Self, InvalidName> {
-        if s.is_empty() || s.len() > Self::MAX_LEN {
+        let len = s.chars().count();
+        if len == 0 || len > Self::MAX_LEN {
             return Err(InvalidName(format!(
-                "state field must be 1 to {} bytes long, got {}",
-                Self::MAX_LEN,
-                s.len()
+                "state field must be 1 to {} characters long, got {len}",
+                Self::MAX_LEN
             )));
         }
         if s.chars().any(char::is_control) {

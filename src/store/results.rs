@@ -40,6 +40,8 @@ pub enum Precondition {
     IfMatch(Vec<String>),
     /// `If-None-Match: *`: must not exist.
     IfAbsent,
+    /// `If-None-Match` with tags: the current ETag (if any) must be none of these.
+    IfNoneMatch(Vec<String>),
 }
 
 impl Precondition {
@@ -48,6 +50,7 @@ impl Precondition {
         match self {
             Self::None => true,
             Self::IfAbsent => etag.is_none(),
+            Self::IfNoneMatch(tags) => etag.is_none_or(|e| !tags.iter().any(|t| t == e)),
             Self::IfMatch(tags) => etag.is_some_and(|e| tags.iter().any(|t| t == "*" || t == e)),
         }
     }
