@@ -10,13 +10,15 @@ run:
 build:
 	$(CARGO) build --release --locked
 
-## Every test: installs redis-server, redis-sentinel, openssl and chromium when missing, builds the mognet venv, then runs the one integration binary.
+## Every test: installs redis-server, redis-sentinel, openssl and chromium when missing, builds the mognet venv,
+## runs the one integration binary, then fuzzes the served contract with schemathesis.
 test: redis chromium interop-venv
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \
 	else \
 		$(CARGO) test --locked --no-fail-fast; \
 	fi
+	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-20} scripts/fuzz-api.sh
 
 ## redis-server, redis-cli, redis-sentinel and openssl from Debian's packages, when missing.
 redis:
