@@ -218,6 +218,33 @@ fn string_of(v: Value) -> String {
     String::from_utf8_lossy(&bytes_of(v)).into_owned()
 }
 
+/// A snapshot from an `HGETALL` reply (a map, or a flat array) and a `PTTL`.
+fn snapshot_of(reply: Value, pttl: i64) -> Option<HashSnapshot> {
+    let fields: Vec<(String, Bytes)> = match reply {
+        Value::Map(map) => map
+            .inner()
+            .into_iter()
+            .map(|(k, v)| (String::from_utf8_lossy(k.as_bytes()).into_owned(), bytes_of(v)))
+            .collect(),
+        Value::Array(items) => {
+            let mut it = items.into_iter();
+            let mut out = Vec::with_capacity(it.len() / 2);
+            while let (Some(f), Some(v)) = (it.next(), it.next()) {
+                out.push((string_of(f), bytes_of(v)));
+            }
+            out
+        }
+        _ => Vec::new(),
+    };
+    if fields.is_empty() {
+        return None;
+    }
+    Some(HashSnapshot {
+        fields,
+        ttl_ms: (pttl >= 0).then_some(pttl),
+    })
+}
+
 /// Decodes `[pttl, f1, v1, …]` (or nil) from the read script.
 fn decode_snapshot(v: Value) -> Result<Option<HashSnapshot>, StoreError> {
     let items = match v {
@@ -809,6 +836,14 @@ impl Feed {
 
 impl ResultStore for RedisStore {
     async fn read_hash(&self, key: &str, refresh: Option<Duration>) -> Result<Option<HashSnapshot>, StoreError> {
+        if refresh.is_none() {
+            // A plain read: two commands in one round trip cost Redis less than a script.
+            let pipeline = self.client().pipeline();
+            let _: () = pipeline.hgetall(key).await.map_err(|e| map_err(&e))?;
+            let _: () = pipeline.pttl(key).await.map_err(|e| map_err(&e))?;
+            let (fields, pttl): (Value, i64) = pipeline.all().await.map_err(|e| map_err(&e))?;
+            return Ok(snapshot_of(fields, pttl));
+        }
         let reply = self
             .eval(
                 &self.inner.scripts.read_hash,

@@ -86,7 +86,7 @@ async fn no_password_or_token_hash_appears_in_logs_or_config_output() {
         .iter()
         .find(|l| l["request_id"] == "trace-me-1")
         .expect("the client's request id is logged");
-    assert_eq!(traced["level"], "INFO");
+    assert_eq!(traced["level"], "DEBUG", "the access log is at debug level");
     assert_eq!(traced["method"], "GET");
     assert_eq!(traced["route"], "/results/{id}");
     assert_eq!(traced["status"], 200);

@@ -590,7 +590,11 @@ async fn put_state_ttl_is_clamped_by_the_policy(kind: Kind) {
     let r = app.put(&format!("{uri}?ttl=9999999999"), json!({"a": 1})).await;
     assert_eq!(ttl_header(&r), 31_536_000, "clamped to ttl.max_seconds");
     let r = app.put(&format!("{uri}?ttl=10000000001"), json!({"a": 1})).await;
-    assert_eq!(code(&r), (StatusCode::BAD_REQUEST, "invalid-query".to_owned()), "past the documented maximum");
+    assert_eq!(
+        code(&r),
+        (StatusCode::BAD_REQUEST, "invalid-query".to_owned()),
+        "past the documented maximum"
+    );
     let r = app.patch(&format!("{uri}?ttl=120"), json!({"b": 1})).await;
     assert!((119..=120).contains(&ttl_header(&r)));
     let r = app.put(&format!("{uri}/c?ttl=90"), json!(1)).await;
