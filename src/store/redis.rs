@@ -863,30 +863,22 @@ impl ResultStore for RedisStore {
             }
             return Ok(out);
         }
-        let client = self.client();
-        let script = &self.inner.scripts.read_hash;
-        let pipeline = client.pipeline();
+        // HGETALL and PTTL of every key in one round trip.
+        let pipeline = self.client().pipeline();
         for key in keys {
-            let args = vec![
-                Value::from(script.sha1().clone()),
-                Value::Integer(1),
-                Value::from(key.as_str()),
-                Value::Integer(0),
-            ];
-            let _: () = pipeline
-                .custom(CustomCommand::new_static("EVALSHA", ClusterHash::Random, false), args)
-                .await
-                .map_err(|e| map_err(&e))?;
+            let _: () = pipeline.hgetall(key.as_str()).await.map_err(|e| map_err(&e))?;
+            let _: () = pipeline.pttl(key.as_str()).await.map_err(|e| map_err(&e))?;
         }
         let replies: Vec<Result<Value, Error>> = pipeline.try_all().await;
         let mut out = Vec::with_capacity(keys.len());
-        for (key, reply) in keys.iter().zip(replies) {
-            let snap = match reply {
-                Ok(v) => decode_snapshot(v)?,
-                Err(e) if e.details().starts_with("NOSCRIPT") => self.read_hash(key, None).await?,
-                Err(e) => return Err(map_err(&e)),
+        let mut it = replies.into_iter();
+        while let (Some(fields), Some(pttl)) = (it.next(), it.next()) {
+            let fields = fields.map_err(|e| map_err(&e))?;
+            let pttl = match pttl.map_err(|e| map_err(&e))? {
+                Value::Integer(t) => t,
+                _ => -1,
             };
-            out.push(snap);
+            out.push(snapshot_of(fields, pttl));
         }
         Ok(out)
     }
