@@ -67,40 +67,26 @@ pub fn add_bearer_security(doc: &mut Document) {
                 .build(),
         ),
     );
-    for item in doc.paths.paths.values_mut() {
-        let ops: [&mut Option<Operation>; 8] = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.options,
-            &mut item.head,
-            &mut item.patch,
-            &mut item.trace,
-        ];
-        for op in ops.into_iter().flatten() {
-            let operations = op.tags.as_ref().is_some_and(|t| t.iter().any(|t| t == "operations"));
-            op.security = Some(vec![
-                SecurityRequirement::default(),
-                SecurityRequirement::new(BEARER, Vec::<String>::new()),
-            ]);
-            let responses = &mut op.responses.responses;
-            if operations {
-                responses.entry("401".to_owned()).or_insert_with(|| {
-                    problem_response(
-                        "`unauthorized`: only with `auth.protect_operations`, when no valid bearer token is sent",
-                    )
-                });
-            } else {
-                responses.entry("401".to_owned()).or_insert_with(|| {
+    for op in operations_mut(doc) {
+        let operations = op.tags.as_ref().is_some_and(|t| t.iter().any(|t| t == "operations"));
+        op.security = Some(vec![
+            SecurityRequirement::default(),
+            SecurityRequirement::new(BEARER, Vec::<String>::new()),
+        ]);
+        let responses = &mut op.responses.responses;
+        if operations {
+            responses.entry("401".to_owned()).or_insert_with(|| {
+                problem_response(
+                    "`unauthorized`: only with `auth.protect_operations`, when no valid bearer token is sent",
+                )
+            });
+        } else {
+            responses.entry("401".to_owned()).or_insert_with(|| {
                     problem_response("`unauthorized`: tokens are configured and no valid bearer token was sent (`WWW-Authenticate: Bearer`)")
                 });
-                responses.entry("403".to_owned()).or_insert_with(|| {
-                    problem_response(
-                        "`forbidden`: the token may not touch this app, or is read-only and this is a write",
-                    )
-                });
-            }
+            responses.entry("403".to_owned()).or_insert_with(|| {
+                problem_response("`forbidden`: the token may not touch this app, or is read-only and this is a write")
+            });
         }
     }
 }
@@ -117,38 +103,28 @@ pub fn document() -> Document {
 /// An optional header is absent, never `null`: `Option<String>` header parameters become plain
 /// strings (Swagger would show their type as "stringnull").
 fn headers_are_never_null(doc: &mut Document) {
-    for item in doc.paths.paths.values_mut() {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-            &mut item.head,
-            &mut item.options,
-            &mut item.trace,
-        ];
-        for operation in operations.into_iter().flatten() {
-            for parameter in operation.parameters.iter_mut().flatten() {
-                if parameter.parameter_in != ParameterIn::Header {
-                    continue;
-                }
-                if let Some(RefOr::T(Schema::Object(object))) = &mut parameter.schema
-                    && let SchemaType::Array(types) = &object.schema_type
-                    && let [only] = types.iter().filter(|t| **t != Type::Null).collect::<Vec<_>>()[..]
-                {
-                    object.schema_type = SchemaType::Type(only.clone());
-                }
-                // An optional header of a named type: `oneOf [null, $ref]` becomes the `$ref`.
-                if let Some(RefOr::T(Schema::OneOf(one_of))) = &parameter.schema {
-                    let not_null: Vec<&RefOr<Schema>> = one_of
-                        .items
-                        .iter()
-                        .filter(|s| !matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null)))
-                        .collect();
-                    if let [only] = not_null[..] {
-                        parameter.schema = Some(only.clone());
-                    }
+    for operation in operations_mut(doc) {
+        for parameter in operation.parameters.iter_mut().flatten() {
+            if parameter.parameter_in != ParameterIn::Header {
+                continue;
+            }
+            if let Some(RefOr::T(Schema::Object(object))) = &mut parameter.schema
+                && let SchemaType::Array(types) = &object.schema_type
+                && let [only] = types.iter().filter(|t| **t != Type::Null).collect::<Vec<_>>()[..]
+            {
+                object.schema_type = SchemaType::Type(only.clone());
+            }
+            // An optional header of a named type: `oneOf [null, $ref]` becomes the `$ref`.
+            if let Some(RefOr::T(Schema::OneOf(one_of))) = &parameter.schema {
+                let not_null: Vec<&RefOr<Schema>> = one_of
+                    .items
+                    .iter()
+                    .filter(
+                        |s| !matches!(s, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null)),
+                    )
+                    .collect();
+                if let [only] = not_null[..] {
+                    parameter.schema = Some(only.clone());
                 }
             }
         }
@@ -158,8 +134,28 @@ fn headers_are_never_null(doc: &mut Document) {
 /// Fills `examples` of every `application/problem+json` response with one example per code
 /// named (in backticks) by its description, so Swagger shows the real code of each case.
 fn add_problem_examples(doc: &mut Document) {
-    for item in doc.paths.paths.values_mut() {
-        let operations = [
+    for operation in operations_mut(doc) {
+        for response in operation.responses.responses.values_mut() {
+            let RefOr::T(response) = response else { continue };
+            let codes = named_codes(&response.description);
+            let Some(content) = response.content.get_mut(PROBLEM_JSON) else {
+                continue;
+            };
+            for code in codes {
+                let example = ExampleBuilder::new()
+                    .summary(format!("{}: {}", code.as_str(), code.title()))
+                    .value(Some(problem_example(code)))
+                    .build();
+                content.examples.insert(code.as_str().to_owned(), RefOr::T(example));
+            }
+        }
+    }
+}
+
+/// Every operation of the document, whatever its method.
+fn operations_mut(doc: &mut Document) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
             &mut item.get,
             &mut item.put,
             &mut item.post,
@@ -168,24 +164,10 @@ fn add_problem_examples(doc: &mut Document) {
             &mut item.head,
             &mut item.options,
             &mut item.trace,
-        ];
-        for operation in operations.into_iter().flatten() {
-            for response in operation.responses.responses.values_mut() {
-                let RefOr::T(response) = response else { continue };
-                let codes = named_codes(&response.description);
-                let Some(content) = response.content.get_mut(PROBLEM_JSON) else {
-                    continue;
-                };
-                for code in codes {
-                    let example = ExampleBuilder::new()
-                        .summary(format!("{}: {}", code.as_str(), code.title()))
-                        .value(Some(problem_example(code)))
-                        .build();
-                    content.examples.insert(code.as_str().to_owned(), RefOr::T(example));
-                }
-            }
-        }
-    }
+        ]
+        .into_iter()
+        .flatten()
+    })
 }
 
 /// The error codes a description names in backticks, in order.

@@ -455,7 +455,7 @@ pub async fn get_result(
     put, path = "/results/{id}", tag = "results",
     params(("id" = String, Path, description = "Result id (a hyphenated UUID, any case)", format = Uuid), WriteResultParams,
            ("If-Match" = Option<String>, Header, description = "Write only if the current ETag matches (412 otherwise)"),
-           ("If-None-Match" = Option<String>, Header, description = "`*`: create only (412 if it exists)")),
+           ("If-None-Match" = Option<String>, Header, description = "`*`: create only; ETags: only if the current ETag is none of them (412 otherwise)")),
     request_body(content = ResultInput, description = "All fields optional: state defaults to PENDING, counters to 0, created to now"),
     responses(
         (status = 201, description = "Created", body = ResultBody, headers(("ETag" = String, description = "Strong ETag of the record"))),

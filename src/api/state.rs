@@ -381,7 +381,7 @@ pub async fn get_state(
     params(("app" = String, Path, description = "The mognet app", pattern = "^[A-Za-z0-9_.:-]{1,128}$"), ("key" = String, Path, description = "The state key", pattern = "^[A-Za-z0-9_.:-]{1,200}$"),
            WriteStateParams,
            ("If-Match" = Option<String>, Header, description = "Write only if the current ETag matches (412 otherwise)"),
-           ("If-None-Match" = Option<String>, Header, description = "`*`: create only (412 if it exists)")),
+           ("If-None-Match" = Option<String>, Header, description = "`*`: create only; ETags: only if the current ETag is none of them (412 otherwise)")),
     request_body(content = StateInput, description = "The whole object: every member becomes a field (`null` is stored as a JSON null). At least one member: Redis keeps no empty hash, DELETE the state instead"),
     responses(
         (status = 201, description = "Created", body = StateBody, headers(("ETag" = String, description = "Strong ETag of the stored hash"), ("x-ttl" = i64, description = "Seconds until the state expires"))),
@@ -425,7 +425,7 @@ pub async fn put_state(
     params(("app" = String, Path, description = "The mognet app", pattern = "^[A-Za-z0-9_.:-]{1,128}$"), ("key" = String, Path, description = "The state key", pattern = "^[A-Za-z0-9_.:-]{1,200}$"),
            WriteStateParams,
            ("If-Match" = Option<String>, Header, description = "Write only if the current ETag matches (412 otherwise)"),
-           ("If-None-Match" = Option<String>, Header, description = "`*`: create only (412 if it exists)")),
+           ("If-None-Match" = Option<String>, Header, description = "`*`: create only; ETags: only if the current ETag is none of them (412 otherwise)")),
     request_body(content = StateBody, content_type = "application/merge-patch+json",
         description = "RFC 7396 at field level: each member sets its field to the member's JSON document, `null` removes the field. `application/json` is accepted too"),
     responses(
@@ -529,7 +529,7 @@ pub async fn get_state_field(
            ("field" = String, Path, description = "The field: 1 to 256 characters of text without control characters (percent-encode it)", pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,256}$"),
            WriteStateParams,
            ("If-Match" = Option<String>, Header, description = "Write only if the whole state's current ETag matches (412 otherwise)"),
-           ("If-None-Match" = Option<String>, Header, description = "`*`: only if the state does not exist yet (412 otherwise)")),
+           ("If-None-Match" = Option<String>, Header, description = "`*`: only if the state does not exist yet; ETags: only if the state's current ETag is none of them (412 otherwise)")),
     request_body(content = serde_json::Value, description = "Any JSON document; stored as its compact text", content_type = "application/json", example = json!({"step": 3, "of": 10})),
     responses(
         (status = 200, description = "Stored (whether the field or the state was new or not); the value as stored", body = serde_json::Value,
