@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::middleware::from_fn_with_state;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -124,13 +124,10 @@ pub fn app(ctx: ApiContext) -> Router {
         .merge(api::docs::router())
         .fallback(api::middleware::not_found)
         .method_not_allowed_fallback(api::middleware::method_not_allowed)
-        // Innermost first: the timeout bounds handlers, tokens are checked before any handler
-        // runs, panics become problems, and the request id (outermost) is in scope for all of
-        // them and logs each request once.
-        .layer(from_fn_with_state(ctx.clone(), api::middleware::request_timeout))
-        .layer(from_fn_with_state(ctx.clone(), api::auth::require_token))
+        // Innermost first: a panic in a handler becomes a problem, and the frame (request id,
+        // token check, timeout, metrics, access log) wraps everything.
         .layer(CatchPanicLayer::custom(api::middleware::panic_response))
-        .layer(from_fn(api::middleware::request_id))
+        .layer(from_fn_with_state(ctx.clone(), api::middleware::frame))
         .with_state(ctx)
 }
 

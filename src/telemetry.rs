@@ -117,14 +117,65 @@ fn describe() {
 
 /// Records one answered request.
 pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    if let Some(handles) = request_handles(method, route, status) {
+        handles.duration.record(elapsed.as_secs_f64());
+        handles.count.increment(1);
+    }
+}
+
+/// The metric handles of one (method, route, status), registered once: looking them up in the
+/// recorder on every request (label strings, hashing, a lock) costs more than the recording.
+struct RequestHandles {
+    method: String,
+    route: String,
+    status: u16,
+    duration: metrics::Histogram,
+    count: metrics::Counter,
+}
+
+/// The cached handles for a request's labels; `None` until the recorder is installed.
+fn request_handles(method: &str, route: &str, status: u16) -> Option<std::sync::Arc<RequestHandles>> {
+    use std::collections::HashMap;
+    use std::hash::{Hash, Hasher};
+    use std::sync::{Arc, PoisonError, RwLock};
+    type Cache = RwLock<HashMap<u64, Vec<Arc<RequestHandles>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Cache::default);
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    (method, route, status).hash(&mut hasher);
+    let hash = hasher.finish();
+    let same = |h: &&Arc<RequestHandles>| h.status == status && h.method == method && h.route == route;
+    if let Some(found) = cache
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&hash)
+        .and_then(|v| v.iter().find(same))
+    {
+        return Some(Arc::clone(found));
+    }
+    metrics_handle()?;
+    let mut cache = cache.write().unwrap_or_else(PoisonError::into_inner);
+    let bucket = cache.entry(hash).or_default();
+    if let Some(found) = bucket.iter().find(same) {
+        return Some(Arc::clone(found));
+    }
     let labels = [("method", method.to_owned()), ("route", route.to_owned())];
-    metrics::histogram!("resultd_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    let duration = metrics::histogram!("resultd_http_request_duration_seconds", &labels);
     let labels = [
         ("method", method.to_owned()),
         ("route", route.to_owned()),
         ("status", status.to_string()),
     ];
-    metrics::counter!("resultd_http_requests_total", &labels).increment(1);
+    let count = metrics::counter!("resultd_http_requests_total", &labels);
+    let handles = Arc::new(RequestHandles {
+        method: method.to_owned(),
+        route: route.to_owned(),
+        status,
+        duration,
+        count,
+    });
+    bucket.push(Arc::clone(&handles));
+    Some(handles)
 }
 
 /// Runs one store call, recording its latency and, when it fails, its error kind.

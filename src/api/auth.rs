@@ -13,15 +13,13 @@
 //! which bytes matched. `/health/*`, `/metrics`, `/docs` and `/openapi.json` stay open unless
 //! `auth.protect_operations`, in which case any valid token opens them.
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use crate::config::{AuthSettings, TokenScope};
 use crate::error::{ApiError, ErrorCode};
-use crate::server::ApiContext;
 
 /// One configured token, decoded.
 #[derive(Clone)]
@@ -152,7 +150,7 @@ impl Authenticator {
     }
 
     /// Decides one request: `Ok` to go on, or the 401/403 answer.
-    fn check(&self, request: &Request, default_app: &str) -> Result<(), Box<Response>> {
+    pub fn check(&self, request: &Request, default_app: &str) -> Result<(), Box<Response>> {
         if !self.enabled() {
             return Ok(());
         }
@@ -191,14 +189,6 @@ impl Authenticator {
             return Err(forbidden(format!("this token may not touch app {app:?}")));
         }
         Ok(())
-    }
-}
-
-/// The middleware: checks the bearer token of every request against `auth.tokens`.
-pub async fn require_token(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
-    match ctx.authenticator().check(&request, ctx.default_app().as_str()) {
-        Ok(()) => next.run(request).await,
-        Err(response) => *response,
     }
 }
 

@@ -1,4 +1,5 @@
-//! Request ids, request timeouts and the problem answers for unknown routes.
+//! The per-request frame (id, token, timeout, metrics, access log) and the problem answers
+//! for unknown routes.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,12 +33,14 @@ fn new_request_id() -> String {
     format!("{prefix}-{}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Gives each request an id, one log line and its metrics.
+/// The one middleware every request passes through, outermost, so that it costs one boxed
+/// future per request instead of one per concern.
 ///
-/// Takes the client's `x-request-id` when it is sane, else makes one; runs the request with it
-/// in scope (problem bodies and logs carry it) and echoes it on the response. Each request ends
-/// with one info line (method, route template, status, duration, request id).
-pub async fn request_id(request: Request, next: Next) -> Response {
+/// Gives the request an id (the client's `x-request-id` when it is sane, else a fresh one), in
+/// scope for everything below it (problem bodies and logs carry it) and echoed on the response;
+/// checks its bearer token; bounds it by the request timeout; and records its metrics and one
+/// debug access-log line (method, route template, status, duration, request id).
+pub async fn frame(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get(&X_REQUEST_ID)
@@ -46,19 +49,17 @@ pub async fn request_id(request: Request, next: Next) -> Response {
         .map_or_else(new_request_id, str::to_owned);
     let method = request.method().clone();
     // The route template, never the raw URI: ids must not become label values or log noise.
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let started = Instant::now();
-    let mut response = REQUEST_ID.scope(id.clone(), next.run(request)).await;
+    let mut response = REQUEST_ID.scope(id.clone(), checked(&ctx, request, next)).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     let code = response.extensions().get::<LoggedError>().map(|e| e.0.as_str());
-    crate::telemetry::record_request(method.as_str(), &route, status, elapsed);
+    crate::telemetry::record_request(method.as_str(), route, status, elapsed);
     // An access log line at debug level: opt in with `log.filter = "info,resultd::api=debug"`
     // (at info it costs about a sixth of the throughput of a small GET).
     tracing::debug!(
@@ -73,6 +74,22 @@ pub async fn request_id(request: Request, next: Next) -> Response {
     response
 }
 
+/// The bearer-token check, then the handler under its deadline.
+async fn checked(ctx: &ApiContext, request: Request, next: Next) -> Response {
+    if let Err(response) = ctx.authenticator().check(&request, ctx.default_app().as_str()) {
+        return *response;
+    }
+    let limit = request_limit(ctx, &request);
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            ErrorCode::RequestTimeout,
+            format!("the request took longer than {} ms", limit.as_millis()),
+        )
+        .into_response(),
+    }
+}
+
 /// Whether a request is a wait, which has its own deadline instead of the request timeout.
 fn is_wait(method: &Method, uri: &Uri, prefer_wait: bool) -> bool {
     let path = uri.path();
@@ -84,9 +101,9 @@ fn is_wait(method: &Method, uri: &Uri, prefer_wait: bool) -> bool {
             .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("wait=")))
 }
 
-/// Bounds every request by `server.request_timeout_ms` (slow bodies included); waits get
+/// How long a request may take: `server.request_timeout_ms` (slow bodies included); waits get
 /// `wait.max_seconds` on top, since they have their own, shorter deadline.
-pub async fn request_timeout(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
+fn request_limit(ctx: &ApiContext, request: &Request) -> Duration {
     let prefer_wait = request
         .headers()
         .get_all("prefer")
@@ -96,14 +113,7 @@ pub async fn request_timeout(State(ctx): State<ApiContext>, request: Request, ne
     if is_wait(request.method(), request.uri(), prefer_wait) {
         limit += Duration::from_secs(ctx.settings().wait.max_seconds);
     }
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            ErrorCode::RequestTimeout,
-            format!("the request took longer than {} ms", limit.as_millis()),
-        )
-        .into_response(),
-    }
+    limit
 }
 
 /// The answer for routes that do not exist.

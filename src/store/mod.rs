@@ -218,30 +218,28 @@ pub enum Store {
 
 /// Every store call goes through this dispatch, so each is timed and its errors counted once
 /// (`resultd_store_call_duration_seconds`, `resultd_store_errors_total`).
+///
+/// Each call's future is boxed: fred's are several KiB, and held inline they would make every
+/// caller's future (a held wait among them) that large for its whole life, and be copied on
+/// every move.
 macro_rules! dispatch {
     ($self:ident, $s:ident => $e:expr) => {
         match $self {
-            Store::Memory($s) => $e,
-            Store::Redis($s) => $e,
+            Store::Memory($s) => Box::pin($e).await,
+            Store::Redis($s) => Box::pin($e).await,
         }
     };
 }
 
 impl ResultStore for Store {
     async fn read_hash(&self, key: &str, refresh: Option<Duration>) -> Result<Option<HashSnapshot>, StoreError> {
-        crate::telemetry::store_call("read_hash", async {
-            dispatch!(self, s => s.read_hash(key, refresh).await)
-        })
-        .await
+        crate::telemetry::store_call("read_hash", async { dispatch!(self, s => s.read_hash(key, refresh)) }).await
     }
     async fn read_hashes(&self, keys: &[String]) -> Result<Vec<Option<HashSnapshot>>, StoreError> {
-        crate::telemetry::store_call("read_hashes", async { dispatch!(self, s => s.read_hashes(keys).await) }).await
+        crate::telemetry::store_call("read_hashes", async { dispatch!(self, s => s.read_hashes(keys)) }).await
     }
     async fn write_hashes(&self, writes: &[HashWrite]) -> Result<WriteOutcome, StoreError> {
-        crate::telemetry::store_call("write_hashes", async {
-            dispatch!(self, s => s.write_hashes(writes).await)
-        })
-        .await
+        crate::telemetry::store_call("write_hashes", async { dispatch!(self, s => s.write_hashes(writes)) }).await
     }
     async fn increment(
         &self,
@@ -251,39 +249,39 @@ impl ResultStore for Store {
         ttl: Option<Duration>,
     ) -> Result<IncrementOutcome, StoreError> {
         crate::telemetry::store_call("increment", async {
-            dispatch!(self, s => s.increment(key, field, by, ttl).await)
+            dispatch!(self, s => s.increment(key, field, by, ttl))
         })
         .await
     }
     async fn pop_field(&self, key: &str, field: &str, ttl: Option<Duration>) -> Result<Option<Bytes>, StoreError> {
         crate::telemetry::store_call("pop_field", async {
-            dispatch!(self, s => s.pop_field(key, field, ttl).await)
+            dispatch!(self, s => s.pop_field(key, field, ttl))
         })
         .await
     }
     async fn read_set(&self, key: &str) -> Result<Vec<Bytes>, StoreError> {
-        crate::telemetry::store_call("read_set", async { dispatch!(self, s => s.read_set(key).await) }).await
+        crate::telemetry::store_call("read_set", async { dispatch!(self, s => s.read_set(key)) }).await
     }
     async fn add_to_set(&self, key: &str, members: &[Bytes], ttl: Option<Duration>) -> Result<(), StoreError> {
         crate::telemetry::store_call("add_to_set", async {
-            dispatch!(self, s => s.add_to_set(key, members, ttl).await)
+            dispatch!(self, s => s.add_to_set(key, members, ttl))
         })
         .await
     }
     async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
-        crate::telemetry::store_call("delete", async { dispatch!(self, s => s.delete(keys).await) }).await
+        crate::telemetry::store_call("delete", async { dispatch!(self, s => s.delete(keys)) }).await
     }
     async fn scan(&self, pattern: &str, cursor: &str, count: u32) -> Result<(String, Vec<String>), StoreError> {
-        crate::telemetry::store_call("scan", async {
-            dispatch!(self, s => s.scan(pattern, cursor, count).await)
-        })
-        .await
+        crate::telemetry::store_call("scan", async { dispatch!(self, s => s.scan(pattern, cursor, count)) }).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        crate::telemetry::store_call("ping", async { dispatch!(self, s => s.ping().await) }).await
+        crate::telemetry::store_call("ping", async { dispatch!(self, s => s.ping()) }).await
     }
     fn changes(&self) -> &ChangeHub {
-        dispatch!(self, s => s.changes())
+        match self {
+            Self::Memory(s) => s.changes(),
+            Self::Redis(s) => s.changes(),
+        }
     }
 }
 

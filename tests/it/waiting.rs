@@ -133,6 +133,7 @@ async fn waits_past_the_cap_are_refused(kind: Kind) {
 }
 
 on_both_stores!(
+    a_held_wait_keeps_a_small_future,
     a_done_result_answers_a_wait_at_once,
     a_wait_is_woken_by_completion,
     a_wait_times_out_with_the_current_record,
@@ -537,4 +538,26 @@ async fn a_redis_restart_during_a_wait_misses_no_completion() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     live.stop().await;
+}
+
+/// A held wait costs its handler's future for its whole life: store calls are boxed, so it
+/// stays small on either store (fred's futures alone are several KiB when held inline).
+async fn a_held_wait_keeps_a_small_future(kind: Kind) {
+    use axum::extract::{Path, State};
+    use resultd::api::extract::{ClientAddr, Query};
+    use resultd::api::results::{GetResultParams, get_result};
+    let app = TestApp::new(kind).await;
+    let params = GetResultParams {
+        app: None,
+        wait: Some(30.0),
+    };
+    let wait = get_result(
+        State(app.ctx),
+        Path(new_id()),
+        Query(params),
+        ClientAddr(None),
+        Default::default(),
+    );
+    let size = std::mem::size_of_val(&wait);
+    assert!(size <= 4096, "GET /results/{{id}}?wait= holds a {size}-byte future");
 }
