@@ -221,6 +221,49 @@ impl ResultStore for MemoryStore {
         Ok(WriteOutcome::Written)
     }
 
+    async fn upsert_hash(
+        &self,
+        key: &str,
+        fields: &Fields,
+        ttl: Option<Duration>,
+    ) -> Result<Option<HashSnapshot>, StoreError> {
+        let now = Instant::now();
+        let before = {
+            let mut keys = self.keys();
+            let before = match keys.live(key, now) {
+                None => None,
+                Some(Entry {
+                    data: Data::Hash(h), ..
+                }) => Some(
+                    h.iter()
+                        .filter(|(f, _)| !fields.iter().any(|(set, _)| set == *f))
+                        .map(|(f, v)| (f.clone(), v.clone()))
+                        .collect::<Fields>(),
+                ),
+                Some(_) => return Err(StoreError::Backend(format!("{key} is not a hash"))),
+            };
+            if !fields.is_empty() {
+                let entry = keys.map.entry(key.to_owned()).or_insert_with(|| Entry {
+                    data: Data::Hash(BTreeMap::new()),
+                    expires_at: None,
+                });
+                if let Data::Hash(h) = &mut entry.data {
+                    for (f, v) in fields {
+                        h.insert(f.clone(), v.clone());
+                    }
+                }
+            }
+            keys.expire(key, ttl, now);
+            let ttl_ms = keys.live(key, now).and_then(|e| {
+                e.expires_at
+                    .map(|t| i64::try_from(t.saturating_duration_since(now).as_millis()).unwrap_or(i64::MAX))
+            });
+            before.map(|fields| HashSnapshot { fields, ttl_ms })
+        };
+        self.notify([key]);
+        Ok(before)
+    }
+
     async fn increment(
         &self,
         key: &str,

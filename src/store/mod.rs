@@ -161,6 +161,16 @@ pub trait ResultStore: Send + Sync {
     /// Checks every guard, then applies every write, as one atomic step.
     fn write_hashes(&self, writes: &[HashWrite]) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
 
+    /// Sets `fields` on a hash unconditionally, and the TTL, in one atomic step; answers what
+    /// the hash held before apart from those fields, with its TTL after the write (`None`: it
+    /// did not exist). One round trip where a read and a guarded write take two.
+    fn upsert_hash(
+        &self,
+        key: &str,
+        fields: &Fields,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<Option<HashSnapshot>, StoreError>> + Send;
+
     /// Adds `by` to an integer field (a missing field counts as 0) and sets the TTL.
     fn increment(
         &self,
@@ -240,6 +250,17 @@ impl ResultStore for Store {
     }
     async fn write_hashes(&self, writes: &[HashWrite]) -> Result<WriteOutcome, StoreError> {
         crate::telemetry::store_call("write_hashes", async { dispatch!(self, s => s.write_hashes(writes)) }).await
+    }
+    async fn upsert_hash(
+        &self,
+        key: &str,
+        fields: &Fields,
+        ttl: Option<Duration>,
+    ) -> Result<Option<HashSnapshot>, StoreError> {
+        crate::telemetry::store_call("upsert_hash", async {
+            dispatch!(self, s => s.upsert_hash(key, fields, ttl))
+        })
+        .await
     }
     async fn increment(
         &self,

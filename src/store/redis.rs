@@ -26,7 +26,9 @@ use fred::types::{ClusterHash, CustomCommand};
 use tokio_util::sync::CancellationToken;
 
 use super::codec::etag;
-use super::{ChangeHub, Guard, HashSnapshot, HashWrite, IncrementOutcome, ResultStore, StoreError, WriteOutcome};
+use super::{
+    ChangeHub, Fields, Guard, HashSnapshot, HashWrite, IncrementOutcome, ResultStore, StoreError, WriteOutcome,
+};
 use crate::config::RedisSettings;
 
 const READ_HASH: &str = r"
@@ -36,6 +38,29 @@ local h = redis.call('HGETALL', KEYS[1])
 if #h == 0 then return false end
 table.insert(h, 1, redis.call('PTTL', KEYS[1]))
 return h
+";
+
+const UPSERT_HASH: &str = r"
+local ttl = tonumber(ARGV[1])
+local before = false
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local set = {}
+  for i = 2, #ARGV, 2 do set[ARGV[i]] = true end
+  local h = redis.call('HGETALL', KEYS[1])
+  before = {0}
+  for i = 1, #h, 2 do
+    if not set[h[i]] then before[#before + 1] = h[i]; before[#before + 1] = h[i + 1] end
+  end
+end
+local j = 2
+while j <= #ARGV do
+  local last = math.min(j + 999, #ARGV)
+  redis.call('HSET', KEYS[1], unpack(ARGV, j, last))
+  j = last + 1
+end
+if ttl > 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('PEXPIRE', KEYS[1], ttl) end
+if before then before[1] = redis.call('PTTL', KEYS[1]) end
+return before
 ";
 
 const WRITE_HASHES: &str = r"
@@ -133,6 +158,7 @@ return 1
 struct Scripts {
     read_hash: Script,
     write_hashes: Script,
+    upsert_hash: Script,
     guard_holds: Script,
     increment: Script,
     pop_field: Script,
@@ -421,6 +447,7 @@ impl RedisStore {
             scripts: Scripts {
                 read_hash: Script::from_lua(READ_HASH),
                 write_hashes: Script::from_lua(WRITE_HASHES),
+                upsert_hash: Script::from_lua(UPSERT_HASH),
                 guard_holds: Script::from_lua(GUARD_HOLDS),
                 increment: Script::from_lua(INCREMENT),
                 pop_field: Script::from_lua(POP_FIELD),
@@ -780,6 +807,17 @@ impl RedisStore {
 
     /// Runs one `WRITE_HASHES` script over writes whose keys share a slot (or any keys, off
     /// Cluster); the index of a failed guard within the batch.
+    /// HGETALL and PTTL, queued back to back on one connection: they share a round trip with
+    /// each other and with concurrent requests' commands (a pipeline or a script would be
+    /// flushed on its own), and cost Redis less than a script.
+    async fn read_plain(&self, key: &str) -> Result<Option<HashSnapshot>, StoreError> {
+        let client = self.client();
+        let (fields, pttl) = tokio::join!(client.hgetall::<Value, _>(key), client.pttl::<i64, _>(key));
+        let fields = fields.map_err(|e| map_err(&e))?;
+        let pttl = pttl.map_err(|e| map_err(&e))?;
+        Ok(snapshot_of(fields, pttl))
+    }
+
     async fn write_batch(&self, batch: &[HashWrite]) -> Result<Option<usize>, StoreError> {
         let mut args = Vec::new();
         for w in batch {
@@ -837,14 +875,7 @@ impl Feed {
 impl ResultStore for RedisStore {
     async fn read_hash(&self, key: &str, refresh: Option<Duration>) -> Result<Option<HashSnapshot>, StoreError> {
         if refresh.is_none() {
-            // A plain read: two commands, queued back to back on one connection, so they share
-            // a round trip with each other and with concurrent requests' commands (a pipeline
-            // would be flushed on its own) and cost Redis less than a script.
-            let client = self.client();
-            let (fields, pttl) = tokio::join!(client.hgetall::<Value, _>(key), client.pttl::<i64, _>(key));
-            let fields = fields.map_err(|e| map_err(&e))?;
-            let pttl = pttl.map_err(|e| map_err(&e))?;
-            return Ok(snapshot_of(fields, pttl));
+            return self.read_plain(key).await;
         }
         let reply = self
             .eval(
@@ -857,32 +888,9 @@ impl ResultStore for RedisStore {
     }
 
     async fn read_hashes(&self, keys: &[String]) -> Result<Vec<Option<HashSnapshot>>, StoreError> {
-        if keys.len() == 1 || self.inner.clustered {
-            // On a Cluster the keys may live on different nodes: one call each.
-            let mut out = Vec::with_capacity(keys.len());
-            for key in keys {
-                out.push(self.read_hash(key, None).await?);
-            }
-            return Ok(out);
-        }
-        // HGETALL and PTTL of every key in one round trip.
-        let pipeline = self.client().pipeline();
-        for key in keys {
-            let _: () = pipeline.hgetall(key.as_str()).await.map_err(|e| map_err(&e))?;
-            let _: () = pipeline.pttl(key.as_str()).await.map_err(|e| map_err(&e))?;
-        }
-        let replies: Vec<Result<Value, Error>> = pipeline.try_all().await;
-        let mut out = Vec::with_capacity(keys.len());
-        let mut it = replies.into_iter();
-        while let (Some(fields), Some(pttl)) = (it.next(), it.next()) {
-            let fields = fields.map_err(|e| map_err(&e))?;
-            let pttl = match pttl.map_err(|e| map_err(&e))? {
-                Value::Integer(t) => t,
-                _ => -1,
-            };
-            out.push(snapshot_of(fields, pttl));
-        }
-        Ok(out)
+        // Every key's commands at once: on one connection they share round trips; on a Cluster
+        // each goes to its own node, concurrently.
+        futures::future::try_join_all(keys.iter().map(|k| self.read_plain(k))).await
     }
 
     async fn write_hashes(&self, writes: &[HashWrite]) -> Result<WriteOutcome, StoreError> {
@@ -921,6 +929,24 @@ impl ResultStore for RedisStore {
             }
         }
         Ok(WriteOutcome::Written)
+    }
+
+    async fn upsert_hash(
+        &self,
+        key: &str,
+        fields: &Fields,
+        ttl: Option<Duration>,
+    ) -> Result<Option<HashSnapshot>, StoreError> {
+        let mut args = Vec::with_capacity(1 + 2 * fields.len());
+        args.push(Value::Integer(ttl_ms(ttl)));
+        for (f, v) in fields {
+            args.push(Value::from(f.as_str()));
+            args.push(Value::Bytes(v.clone()));
+        }
+        let reply = self
+            .eval(&self.inner.scripts.upsert_hash, vec![key.to_owned()], args)
+            .await?;
+        decode_snapshot(reply)
     }
 
     async fn increment(

@@ -158,27 +158,30 @@ pub async fn put<S: ResultStore>(
 ) -> Result<PutOutcome, StoreError> {
     let key = keys::result(app, &record.id);
     let fields = codec::encode_record(record);
+    if *precondition == Precondition::None {
+        // Nothing to check first: one atomic write that also tells what was there.
+        let before = store.upsert_hash(&key, &fields, ttl).await?;
+        let view = written_view(record.clone(), &fields, before.as_ref(), ttl);
+        return Ok(if before.is_some() {
+            PutOutcome::Replaced(view)
+        } else {
+            PutOutcome::Created(view)
+        });
+    }
     for attempt in 0..MAX_ATTEMPTS {
         let snap = store.read_hash(&key, None).await?;
         let current = snap.as_ref().map(|s| codec::etag(&s.fields));
         if !precondition.holds(current.as_deref()) {
             return Ok(PutOutcome::PreconditionFailed);
         }
-        // The guard only keeps "created" exact. Without a precondition, losing the race means
-        // another writer stored the record meanwhile: write over it, and it was a replace.
+        // The precondition held on what was read: write only if that is still what is there.
         let write = HashWrite::set(key.clone(), fields.clone(), ttl).guarded(guard_for(snap.as_ref()));
-        let written = store.write_hashes(std::slice::from_ref(&write)).await? == WriteOutcome::Written;
-        let replaced = if written {
-            snap.is_some()
-        } else if *precondition == Precondition::None {
-            store.write_hashes(&[write.guarded(Guard::Any)]).await?;
-            true
-        } else {
+        if store.write_hashes(std::slice::from_ref(&write)).await? != WriteOutcome::Written {
             backoff(attempt).await;
             continue;
-        };
+        }
         let view = written_view(record.clone(), &fields, snap.as_ref(), ttl);
-        return Ok(if replaced {
+        return Ok(if snap.is_some() {
             PutOutcome::Replaced(view)
         } else {
             PutOutcome::Created(view)

@@ -63,6 +63,37 @@ async fn guards_decide_whether_a_batch_is_written(kind: Kind) {
     assert_eq!(s.write_hashes(&[exists]).await.unwrap(), WriteOutcome::GuardFailed(0));
 }
 
+async fn upserts_tell_what_was_there(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    let ttl = Some(Duration::from_secs(100));
+    assert_eq!(s.upsert_hash("c.u", &fields(&[("a", "1")]), ttl).await.unwrap(), None);
+    let w = HashWrite::set("c.u".into(), fields(&[("extra", "x")]), None);
+    assert_eq!(s.write_hashes(&[w]).await.unwrap(), WriteOutcome::Written);
+    // The second upsert overwrites "a" and reports only what it left alone, with the TTL after.
+    let before = s
+        .upsert_hash("c.u", &fields(&[("a", "2"), ("b", "3")]), Some(Duration::from_secs(50)))
+        .await
+        .unwrap()
+        .expect("the hash existed");
+    assert_eq!(before.fields, fields(&[("extra", "x")]));
+    assert!((49..=50).contains(&before.ttl_seconds().unwrap()), "{before:?}");
+    let snap = s.read_hash("c.u", None).await.unwrap().unwrap();
+    assert_eq!(sorted(snap.fields), fields(&[("a", "2"), ("b", "3"), ("extra", "x")]));
+    // Without a TTL the key keeps the one it has; an existing hash with nothing else is Some(empty).
+    let again = s
+        .upsert_hash("c.u", &fields(&[("a", "4"), ("b", "5"), ("extra", "y")]), None)
+        .await
+        .unwrap();
+    let again = again.expect("the hash existed");
+    assert!(again.fields.is_empty(), "{again:?}");
+    assert!((49..=50).contains(&again.ttl_seconds().unwrap()), "{again:?}");
+    // Not a hash: an error, and the set is untouched.
+    s.add_to_set("c.uset", &[Bytes::from_static(b"m")], None).await.unwrap();
+    assert!(s.upsert_hash("c.uset", &fields(&[("a", "1")]), None).await.is_err());
+    assert_eq!(s.read_set("c.uset").await.unwrap(), vec![Bytes::from_static(b"m")]);
+}
+
 async fn replace_and_remove_reshape_a_hash(kind: Kind) {
     let t = store(kind).await;
     let s = &t.store;
@@ -260,6 +291,7 @@ async fn writes_wake_the_waiters_of_their_key(kind: Kind) {
 }
 
 on_all_stores!(
+    upserts_tell_what_was_there,
     written_hashes_read_back_with_their_ttl,
     guards_decide_whether_a_batch_is_written,
     replace_and_remove_reshape_a_hash,
