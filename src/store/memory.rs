@@ -185,6 +185,15 @@ impl ResultStore for MemoryStore {
             .collect())
     }
 
+    async fn read_fields(&self, wanted: &[String]) -> Result<Vec<Option<Fields>>, StoreError> {
+        let now = Instant::now();
+        let mut keys = self.keys();
+        Ok(wanted
+            .iter()
+            .map(|k| keys.live(k, now).and_then(|e| snapshot(e, now)).map(|s| s.fields))
+            .collect())
+    }
+
     async fn write_hashes(&self, writes: &[HashWrite]) -> Result<WriteOutcome, StoreError> {
         let now = Instant::now();
         {

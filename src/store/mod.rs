@@ -158,6 +158,9 @@ pub trait ResultStore: Send + Sync {
         keys: &[String],
     ) -> impl Future<Output = Result<Vec<Option<HashSnapshot>>, StoreError>> + Send;
 
+    /// Reads the fields of several hashes in one round trip, without their TTLs.
+    fn read_fields(&self, keys: &[String]) -> impl Future<Output = Result<Vec<Option<Fields>>, StoreError>> + Send;
+
     /// Checks every guard, then applies every write, as one atomic step.
     fn write_hashes(&self, writes: &[HashWrite]) -> impl Future<Output = Result<WriteOutcome, StoreError>> + Send;
 
@@ -247,6 +250,9 @@ impl ResultStore for Store {
     }
     async fn read_hashes(&self, keys: &[String]) -> Result<Vec<Option<HashSnapshot>>, StoreError> {
         crate::telemetry::store_call("read_hashes", async { dispatch!(self, s => s.read_hashes(keys)) }).await
+    }
+    async fn read_fields(&self, keys: &[String]) -> Result<Vec<Option<Fields>>, StoreError> {
+        crate::telemetry::store_call("read_fields", async { dispatch!(self, s => s.read_fields(keys)) }).await
     }
     async fn write_hashes(&self, writes: &[HashWrite]) -> Result<WriteOutcome, StoreError> {
         crate::telemetry::store_call("write_hashes", async { dispatch!(self, s => s.write_hashes(writes)) }).await

@@ -893,6 +893,17 @@ impl ResultStore for RedisStore {
         futures::future::try_join_all(keys.iter().map(|k| self.read_plain(k))).await
     }
 
+    async fn read_fields(&self, keys: &[String]) -> Result<Vec<Option<Fields>>, StoreError> {
+        let client = self.client();
+        let replies = futures::future::try_join_all(keys.iter().map(|k| client.hgetall::<Value, _>(k.as_str())))
+            .await
+            .map_err(|e| map_err(&e))?;
+        Ok(replies
+            .into_iter()
+            .map(|r| snapshot_of(r, -1).map(|s| s.fields))
+            .collect())
+    }
+
     async fn write_hashes(&self, writes: &[HashWrite]) -> Result<WriteOutcome, StoreError> {
         if !self.inner.clustered {
             return Ok(match self.write_batch(writes).await? {

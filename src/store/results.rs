@@ -301,23 +301,23 @@ pub async fn store_value<S: ResultStore>(
     Err(StoreError::Contended(key))
 }
 
-/// Reads a result and its value in one round trip.
+/// Reads a result and its value in one round trip (the TTLs are not read: the view's is `None`).
 pub async fn get_value<S: ResultStore>(store: &S, app: &AppName, id: &ResultId) -> Result<ValueRead, StoreError> {
     let key = keys::result(app, id);
     let value_key = keys::value(app, id);
-    let mut snaps = store.read_hashes(&[key.clone(), value_key.clone()]).await?;
-    let value = snaps.pop().flatten();
-    let Some(record) = snaps.pop().flatten() else {
+    let mut hashes = store.read_fields(&[key.clone(), value_key.clone()]).await?;
+    let value = hashes.pop().flatten();
+    let Some(fields) = hashes.pop().flatten() else {
         return Ok(ValueRead::NotFound);
     };
-    let view = view_of(&key, *id, &record)?;
+    let view = view_of(&key, *id, &HashSnapshot { fields, ttl_ms: None })?;
     if !view.record.is_done() {
         return Ok(ValueRead::NotReady(view));
     }
     match value {
         None => Ok(ValueRead::Expired(view)),
         Some(v) => {
-            let stored = codec::decode_value(&v.fields).map_err(|e| corrupt(&value_key, &e))?;
+            let stored = codec::decode_value(&v).map_err(|e| corrupt(&value_key, &e))?;
             Ok(ValueRead::Value(view, stored))
         }
     }

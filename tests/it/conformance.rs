@@ -94,6 +94,20 @@ async fn upserts_tell_what_was_there(kind: Kind) {
     assert_eq!(s.read_set("c.uset").await.unwrap(), vec![Bytes::from_static(b"m")]);
 }
 
+async fn several_hashes_read_in_one_call(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    let w = HashWrite::set("c.r1".into(), fields(&[("a", "1")]), Some(Duration::from_secs(100)));
+    assert_eq!(s.write_hashes(&[w]).await.unwrap(), WriteOutcome::Written);
+    let keys = ["c.r1".to_owned(), "c.r2".to_owned()];
+    let read = s.read_fields(&keys).await.unwrap();
+    assert_eq!(read, vec![Some(fields(&[("a", "1")])), None]);
+    let snaps = s.read_hashes(&keys).await.unwrap();
+    assert_eq!(snaps[0].as_ref().map(|h| h.fields.clone()), Some(fields(&[("a", "1")])));
+    assert!((99..=100).contains(&snaps[0].as_ref().and_then(|h| h.ttl_seconds()).unwrap()));
+    assert_eq!(snaps[1], None);
+}
+
 async fn replace_and_remove_reshape_a_hash(kind: Kind) {
     let t = store(kind).await;
     let s = &t.store;
@@ -291,6 +305,7 @@ async fn writes_wake_the_waiters_of_their_key(kind: Kind) {
 }
 
 on_all_stores!(
+    several_hashes_read_in_one_call,
     upserts_tell_what_was_there,
     written_hashes_read_back_with_their_ttl,
     guards_decide_whether_a_batch_is_written,
