@@ -185,7 +185,7 @@ pub async fn store_call<T>(
 ) -> Result<T, StoreError> {
     let started = Instant::now();
     let result = call.await;
-    metrics::histogram!("resultd_store_call_duration_seconds", "op" => op).record(started.elapsed().as_secs_f64());
+    store_call_histogram(op).record(started.elapsed().as_secs_f64());
     if let Err(e) = &result {
         let error = match e {
             StoreError::Unavailable(_) => "unavailable",
@@ -196,6 +196,28 @@ pub async fn store_call<T>(
         metrics::counter!("resultd_store_errors_total", "op" => op, "error" => error).increment(1);
     }
     result
+}
+
+/// The latency histogram of one store primitive, registered once per primitive.
+fn store_call_histogram(op: &'static str) -> metrics::Histogram {
+    use std::sync::{PoisonError, RwLock};
+    static CACHE: RwLock<Vec<(&'static str, metrics::Histogram)>> = RwLock::new(Vec::new());
+    if let Some((_, h)) = CACHE
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+        .find(|(o, _)| *o == op)
+    {
+        return h.clone();
+    }
+    let histogram = metrics::histogram!("resultd_store_call_duration_seconds", "op" => op);
+    if metrics_handle().is_some() {
+        CACHE
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((op, histogram.clone()));
+    }
+    histogram
 }
 
 /// Sets the gauges read at scrape time.
