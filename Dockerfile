@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
+# jemalloc (the global allocator) is built from source and needs make; gcc is in the image.
+RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock ./
 COPY config ./config
 COPY src ./src
