@@ -156,13 +156,18 @@ impl MemoryStore {
     }
 }
 
+/// Milliseconds until `entry` expires; `None` when it never does.
+fn remaining_ms(entry: &Entry, now: Instant) -> Option<i64> {
+    entry
+        .expires_at
+        .map(|t| i64::try_from(t.saturating_duration_since(now).as_millis()).unwrap_or(i64::MAX))
+}
+
 fn snapshot(entry: &Entry, now: Instant) -> Option<HashSnapshot> {
     match &entry.data {
         Data::Hash(h) => Some(HashSnapshot {
             fields: h.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Fields>(),
-            ttl_ms: entry
-                .expires_at
-                .map(|t| i64::try_from(t.saturating_duration_since(now).as_millis()).unwrap_or(i64::MAX)),
+            ttl_ms: remaining_ms(entry, now),
         }),
         Data::Set(_) => None,
     }
@@ -263,10 +268,7 @@ impl ResultStore for MemoryStore {
                 }
             }
             keys.expire(key, ttl, now);
-            let ttl_ms = keys.live(key, now).and_then(|e| {
-                e.expires_at
-                    .map(|t| i64::try_from(t.saturating_duration_since(now).as_millis()).unwrap_or(i64::MAX))
-            });
+            let ttl_ms = keys.live(key, now).and_then(|e| remaining_ms(e, now));
             before.map(|fields| HashSnapshot { fields, ttl_ms })
         };
         self.notify([key]);

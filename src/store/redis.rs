@@ -805,8 +805,6 @@ impl RedisStore {
         Ok(matches!(reply, Value::Integer(1)))
     }
 
-    /// Runs one `WRITE_HASHES` script over writes whose keys share a slot (or any keys, off
-    /// Cluster); the index of a failed guard within the batch.
     /// HGETALL and PTTL, queued back to back on one connection: they share a round trip with
     /// each other and with concurrent requests' commands (a pipeline or a script would be
     /// flushed on its own), and cost Redis less than a script.
@@ -818,6 +816,8 @@ impl RedisStore {
         Ok(snapshot_of(fields, pttl))
     }
 
+    /// Runs one `WRITE_HASHES` script over writes whose keys share a slot (or any keys, off
+    /// Cluster); the index of a failed guard within the batch.
     async fn write_batch(&self, batch: &[HashWrite]) -> Result<Option<usize>, StoreError> {
         let mut args = Vec::new();
         for w in batch {
