@@ -9,7 +9,9 @@ that of mognet's own `Result.wait()` (which polls every 100 ms).
 
 import asyncio
 import logging
+import os
 import statistics
+import sys
 import time
 import urllib.parse
 
@@ -21,6 +23,7 @@ from common import STATE_ROUTE_MISSING, Http, Report, parse_args, parse_ts, stat
 NODE_ID = "interop-worker@resultd-tests"
 RUNS = 5
 TASK_SECONDS = 0.8
+TEARDOWN_SECONDS = 20
 
 
 class _Broker(InMemoryBroker):
@@ -204,13 +207,24 @@ async def run(args, rep: Report) -> None:
         rep.eq("revoked task: RUNNING, then the long-poll answers REVOKED",
                (running, resp.status, resp.json().get("state")), ("RUNNING", 200, "REVOKED"))
 
-    async with app:
-        worker = asyncio.create_task(app.start())
-        await asyncio.sleep(0.3)
-        for label, section in [("timed runs", timed_runs), ("early polls", early_polls),
-                               ("failing task", failing_task), ("parent task", parent_task),
-                               ("revoked task", revoked_task)]:
-            await case(label, section)
+    await app.connect()
+    worker = asyncio.create_task(app.start())
+    await asyncio.sleep(0.3)
+    for label, section in [("timed runs", timed_runs), ("early polls", early_polls),
+                           ("failing task", failing_task), ("parent task", parent_task),
+                           ("revoked task", revoked_task)]:
+        await case(label, section)
+    await stop_worker(app, worker, rep)
+
+
+async def stop_worker(app, worker, rep: Report) -> None:
+    """Closes the mognet app within TEARDOWN_SECONDS, or reports it with every task's stack on stderr.
+
+    Every check has run by then: a close that never returns is mognet's, not resultd's, so it is a
+    measurement, not a failure.
+    """
+
+    async def close():
         await app.close()
         worker.cancel()
         try:
@@ -218,17 +232,31 @@ async def run(args, rep: Report) -> None:
         except BaseException:
             pass
 
+    try:
+        await asyncio.wait_for(asyncio.shield(close()), TEARDOWN_SECONDS)
+    except asyncio.TimeoutError:
+        print(f"mognet App.close() did not return within {TEARDOWN_SECONDS}s; tasks:", file=sys.stderr)
+        for t in asyncio.all_tasks():
+            t.print_stack(file=sys.stderr)
+        rep.measure("mognet_app_close", f"did not return within {TEARDOWN_SECONDS}s (stacks on stderr)")
+
 
 def main():
     logging.basicConfig(level=logging.WARNING)
     args = parse_args(__doc__)
     rep = Report("worker_wait")
     start_watchdog(rep)
+    # Not asyncio.run: it would wait for every task mognet leaves behind, and a stuck one would
+    # hold the finished report back until the watchdog.
+    loop = asyncio.new_event_loop()
     try:
-        asyncio.run(run(args, rep))
+        loop.run_until_complete(run(args, rep))
     except Exception as e:
         rep.error("worker_wait", e)
     rep.emit()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

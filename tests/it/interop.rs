@@ -42,6 +42,9 @@ struct Report {
     failures: Vec<Failure>,
     skips: Vec<Skip>,
     measurements: serde_json::Value,
+    /// The end of the script's stderr (tracebacks, stacks of a hung script), shown on failure.
+    #[serde(skip)]
+    stderr_tail: String,
 }
 
 fn repo_root() -> &'static Path {
@@ -83,20 +86,22 @@ async fn run_script(server: &LiveServer, script: &str, app: &str, extra: &[&str]
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let last = stdout.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default();
-    serde_json::from_str(last).unwrap_or_else(|e| {
-        let tail: String = stderr
-            .chars()
-            .rev()
-            .take(4000)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
+    let tail: String = stderr
+        .chars()
+        .rev()
+        .take(4000)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let mut report: Report = serde_json::from_str(last).unwrap_or_else(|e| {
         panic!(
             "{script} printed no report ({e}); exit {:?}\nstdout:\n{stdout}\nstderr (end):\n{tail}",
             output.status.code()
         )
-    })
+    });
+    report.stderr_tail = tail;
+    report
 }
 
 /// Asserts no check failed, at least `min_passed` passed, and only state checks were skipped.
@@ -113,10 +118,11 @@ fn assert_report(report: &Report, min_passed: usize) {
     assert_eq!(
         report.failed,
         0,
-        "{} of {} checks failed:\n{}",
+        "{} of {} checks failed:\n{}\nstderr (end):\n{}",
         report.failed,
         report.passed + report.failed,
-        failing.join("\n")
+        failing.join("\n"),
+        report.stderr_tail
     );
     assert!(
         report.passed >= min_passed,
