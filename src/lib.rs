@@ -3,7 +3,8 @@
 //! Layers point one way: [`api`] (the HTTP edge) calls [`policy`] (TTL and compression
 //! decisions) and [`store`] (atomic primitives on mognet's keys, embedded or Redis), and both
 //! speak [`domain`] (ids, records, states: no I/O). [`server`] wires the layers into a running
-//! service; [`config`] loads the settings; [`cli`] is the command line.
+//! service and [`connections`] serves it on each accepted connection; [`config`] loads the
+//! settings; [`cli`] is the command line.
 //!
 //! A request's life: middleware gives it a request id and a timeout, an extractor parses its
 //! path, query and body into domain types (any failure is a problem+json answer), the handler
@@ -12,6 +13,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod domain;
 pub mod error;
 pub mod policy;

@@ -1,6 +1,5 @@
 //! The running service: shared context, the layer stack, serving and graceful shutdown.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -136,12 +135,10 @@ pub async fn serve(listener: TcpListener, ctx: ApiContext) -> std::io::Result<()
     let shutdown = ctx.shutdown_token().clone();
     let grace = Duration::from_millis(ctx.settings().server.shutdown_grace_ms);
     let store = ctx.store().clone();
-    let service = app(ctx).into_make_service_with_connect_info::<SocketAddr>();
-    let stopping = shutdown.clone();
-    let server = axum::serve(listener, service).with_graceful_shutdown(async move { stopping.cancelled().await });
-    let mut server = std::pin::pin!(server.into_future());
+    let server = crate::connections::serve(listener, app(ctx), shutdown.clone());
+    let mut server = std::pin::pin!(server);
     tokio::select! {
-        result = &mut server => result?,
+        () = &mut server => {}
         () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
             tracing::warn!(grace_ms = grace.as_millis() as u64, "requests still running after the grace period; exiting");
         }

@@ -250,8 +250,19 @@ pub fn etag_list(v: &str) -> Vec<String> {
 
 /// Whether `If-None-Match` matches the current ETag (a GET then answers 304).
 pub fn none_match(headers: &HeaderMap, etag: &str) -> bool {
+    matches_any(&if_none_match(headers), etag)
+}
+
+/// The entity tags of `If-None-Match`, owned (empty when absent).
+pub fn if_none_match(headers: &HeaderMap) -> Vec<String> {
     headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| etag_list(v).iter().any(|t| t == "*" || t == etag))
+        .map(etag_list)
+        .unwrap_or_default()
+}
+
+/// Whether an entity-tag list names `etag` (or is `*`).
+pub fn matches_any(tags: &[String], etag: &str) -> bool {
+    tags.iter().any(|t| t == "*" || t == etag)
 }

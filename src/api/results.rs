@@ -417,6 +417,9 @@ pub async fn get_result(
             .await?
             .ok_or_else(|| not_found(&app, &id))?,
         Some(wait) => {
+            // A held wait keeps nothing of the request: its headers share hyper's read buffer,
+            // which would then stay allocated beside the one hyper reads the next bytes into.
+            drop(headers);
             let (_slot, watches) = watch_key(&ctx, client, &[keys::result(&app, &id)])?;
             let end = wait_until(&ctx, watches, wait.duration, || async {
                 Ok(match results::get(store, &app, &id).await? {

@@ -35,7 +35,7 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{
-    ClientAddr, JsonBody, Query, etag_list, none_match, object_changes, object_members, write_precondition,
+    ClientAddr, JsonBody, Query, if_none_match, matches_any, object_changes, object_members, write_precondition,
 };
 use super::results::precondition_failed;
 use super::wait::{Probe, WaitEnd, WaitRequest, wait_request, wait_until, watch_key};
@@ -338,18 +338,16 @@ pub async fn get_state(
     let store = ctx.store();
     let skey = keys::state(&app, &key);
     let refresh = read_refresh(&ctx);
+    let seen = if_none_match(&headers);
+    // As in get_result: a held wait keeps nothing of the request.
+    drop(headers);
     let view = match wait {
         None => app_state::get(store, &skey, refresh).await?,
         Some(wait) => {
-            let seen = headers
-                .get(header::IF_NONE_MATCH)
-                .and_then(|v| v.to_str().ok())
-                .map(etag_list)
-                .unwrap_or_default();
             let (_slot, watches) = watch_key(&ctx, client, std::slice::from_ref(&skey))?;
             let end = wait_until(&ctx, watches, wait.duration, || async {
                 Ok(match app_state::get(store, &skey, None).await? {
-                    Some(v) if seen.iter().any(|t| t == "*" || *t == v.etag) => Probe::Pending(v),
+                    Some(v) if matches_any(&seen, &v.etag) => Probe::Pending(v),
                     Some(v) => Probe::Ready(v),
                     None => Probe::Missing,
                 })
@@ -364,7 +362,7 @@ pub async fn get_state(
         }
     };
     let view = view.ok_or_else(|| state_not_found(&app, &key))?;
-    let response = if none_match(&headers, &view.etag) {
+    let response = if matches_any(&seen, &view.etag) {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         set_etag(&mut response, &view.etag);
         set_ttl(&mut response, view.ttl);

@@ -216,9 +216,12 @@ pub async fn get_result_value(
     let app = app_name(&ctx, params.app.as_deref())?;
     let wait = wait_request(&ctx, params.wait, &headers)?;
     let store = ctx.store();
+    let gzip_accepted = accepts_gzip(&headers);
     let read = match wait {
         None => results::get_value(store, &app, &id).await?,
         Some(wait) => {
+            // As in get_result: the held wait keeps nothing of the request.
+            drop(headers);
             let (_slot, watches) = watch_key(&ctx, client, &[keys::result(&app, &id)])?;
             let end = wait_until(&ctx, watches, wait.duration, || async {
                 Ok(match results::get_value(store, &app, &id).await? {
@@ -254,7 +257,7 @@ pub async fn get_result_value(
         }
         ValueRead::Value(view, stored) => (view, stored),
     };
-    let (body, gzip) = if stored.gzip && accepts_gzip(&headers) {
+    let (body, gzip) = if stored.gzip && gzip_accepted {
         (stored.contents, true)
     } else if stored.gzip {
         let plain = ctx.compression().inflate(&stored.contents).await.map_err(|e| {
