@@ -5,6 +5,7 @@ mod auth;
 mod browser;
 mod clients;
 mod conformance;
+mod connections;
 mod hostile;
 mod interop;
 mod listing;
