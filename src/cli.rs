@@ -133,10 +133,8 @@ async fn serve(settings: Settings) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    match server::serve(listener, ctx).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(&e),
-    }
+    server::serve(listener, ctx).await;
+    ExitCode::SUCCESS
 }
 
 /// The address a browser on this machine opens for the docs page.

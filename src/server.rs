@@ -131,7 +131,7 @@ pub fn app(ctx: ApiContext) -> Router {
 }
 
 /// Serves on `listener` until `shutdown` is cancelled, then drains for at most the grace period.
-pub async fn serve(listener: TcpListener, ctx: ApiContext) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, ctx: ApiContext) {
     let shutdown = ctx.shutdown_token().clone();
     let grace = Duration::from_millis(ctx.settings().server.shutdown_grace_ms);
     let store = ctx.store().clone();
@@ -144,7 +144,6 @@ pub async fn serve(listener: TcpListener, ctx: ApiContext) -> std::io::Result<()
         }
     }
     store.close().await;
-    Ok(())
 }
 
 /// Resolves on SIGTERM or Ctrl-C; the handlers are in place as soon as this returns, so a

@@ -211,7 +211,7 @@ pub struct LiveServer {
     /// The Redis URL the server uses (empty on the embedded store).
     pub redis_url: String,
     pub ctx: ApiContext,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    task: Option<tokio::task::JoinHandle<()>>,
     pub redis: Option<RedisServer>,
 }
 
