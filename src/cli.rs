@@ -6,8 +6,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use crate::api::ApiContext;
 use crate::config::Settings;
-use crate::server::{self, ApiContext};
+use crate::server;
 
 /// Task results and per-app state over HTTP, in mognet's Redis layout.
 #[derive(Debug, Parser)]

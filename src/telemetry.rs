@@ -23,7 +23,6 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
-use crate::store::StoreError;
 
 static NOTIFICATIONS: AtomicU64 = AtomicU64::new(0);
 
@@ -178,22 +177,18 @@ fn request_handles(method: &str, route: &str, status: u16) -> Option<std::sync::
     Some(handles)
 }
 
-/// Runs one store call, recording its latency and, when it fails, its error kind.
-pub async fn store_call<T>(
+/// Runs one store call, recording its latency and, when it fails, the kind of its error
+/// (`kind` classifies it, so this module knows nothing of the store's error type).
+pub async fn store_call<T, E>(
     op: &'static str,
-    call: impl Future<Output = Result<T, StoreError>>,
-) -> Result<T, StoreError> {
+    kind: impl FnOnce(&E) -> &'static str,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     let started = Instant::now();
     let result = call.await;
     store_call_histogram(op).record(started.elapsed().as_secs_f64());
     if let Err(e) = &result {
-        let error = match e {
-            StoreError::Unavailable(_) => "unavailable",
-            StoreError::Backend(_) => "backend",
-            StoreError::Corrupt { .. } => "corrupt",
-            StoreError::Contended(_) => "contended",
-        };
-        metrics::counter!("resultd_store_errors_total", "op" => op, "error" => error).increment(1);
+        metrics::counter!("resultd_store_errors_total", "op" => op, "error" => kind(e)).increment(1);
     }
     result
 }

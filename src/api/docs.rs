@@ -3,7 +3,7 @@
 use axum::Router;
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use crate::server::ApiContext;
+use crate::api::ApiContext;
 
 /// Routes of the docs page and the document.
 ///

@@ -11,9 +11,9 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+use crate::api::ApiContext;
 use crate::domain::{AppName, ResultId};
 use crate::error::{ApiError, ErrorCode};
-use crate::server::ApiContext;
 use crate::store::codec::compact_json;
 use crate::store::results::Precondition;
 

@@ -7,8 +7,8 @@ use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::api::ApiContext;
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::server::ApiContext;
 use crate::store::ResultStore;
 
 /// Health of the process and its store.

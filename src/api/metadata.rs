@@ -12,10 +12,10 @@ use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type}
 
 use super::extract::{JsonBody, Query, app_name, object_changes, result_id};
 use super::results::{AppParam, not_found};
+use crate::api::ApiContext;
 use crate::domain::ResultId;
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::policy::TtlKind;
-use crate::server::ApiContext;
 use crate::store::results;
 
 /// Metadata: one JSON document per key.

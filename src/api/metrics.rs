@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::api::ApiContext;
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::server::ApiContext;
 use crate::store::ResultStore;
 
 /// The Prometheus text format media type.

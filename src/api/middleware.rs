@@ -10,8 +10,8 @@ use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::api::ApiContext;
 use crate::error::{ApiError, ErrorCode, LoggedError};
-use crate::server::ApiContext;
 
 /// The request id header, set on every response and propagated from requests.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -1,6 +1,7 @@
 //! The HTTP edge: extract, call the store and policies, answer. No business rules here.
 
 pub mod auth;
+pub mod context;
 pub mod docs;
 pub mod extract;
 pub mod health;
@@ -18,7 +19,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::server::ApiContext;
+pub use context::ApiContext;
 
 /// Every documented route; routing and documentation are one chain, so a route cannot be
 /// served without being in the document.

@@ -9,10 +9,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ClientAddr, JsonBody, Query, app_name, none_match, result_id, write_precondition};
 use super::wait::{Probe, WaitEnd, wait_request, wait_until, watch_key};
+use crate::api::ApiContext;
 use crate::domain::{AppName, RecordPatch, ResultId, ResultRecord, ResultState};
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::policy::TtlKind;
-use crate::server::ApiContext;
 use crate::store::codec::{format_timestamp, parse_timestamp, to_micros};
 use crate::store::keys;
 use crate::store::results::{self, PatchOutcome, Precondition, PutOutcome, ResultView};

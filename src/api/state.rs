@@ -39,10 +39,10 @@ use super::extract::{
 };
 use super::results::precondition_failed;
 use super::wait::{Probe, WaitEnd, WaitRequest, wait_request, wait_until, watch_key};
+use crate::api::ApiContext;
 use crate::domain::{AppName, StateField, StateKey};
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::policy::TtlKind;
-use crate::server::ApiContext;
 use crate::store::app_state::{self, StateView, StateWrite};
 use crate::store::codec::compact_json;
 use crate::store::{IncrementOutcome, keys};

@@ -16,11 +16,11 @@ use super::extract::{
 };
 use super::results::{ResultBody, illegal, not_found, precondition_failed, record_response};
 use super::wait::{Probe, WaitEnd, wait_request, wait_until, watch_key};
+use crate::api::ApiContext;
 use crate::domain::value::{ALLOWED_VALUE_TYPES, EXCEPTION_INFO_TYPE};
 use crate::domain::{ResultState, ValueHolder};
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::policy::{InflateError, TtlKind};
-use crate::server::ApiContext;
 use crate::store::codec::{encode_value, to_micros};
 use crate::store::keys;
 use crate::store::results::{self, StoreValueOutcome, ValueRead};

@@ -20,8 +20,8 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use tokio::time::Instant;
 
+use crate::api::ApiContext;
 use crate::error::{ApiError, ErrorCode};
-use crate::server::ApiContext;
 use crate::store::{KeyWatch, ResultStore};
 
 /// What one look at a waited resource found.

@@ -20,9 +20,9 @@ use utoipa::ToSchema;
 use super::extract::{ClientAddr, JsonBody, Query, app_name, result_id};
 use super::results::{AppParam, ResultBody, not_found};
 use super::wait::{Probe, WaitEnd, wait_until, watch_key};
+use crate::api::ApiContext;
 use crate::domain::{AppName, ResultId};
 use crate::error::{ApiError, ErrorCode, Problem};
-use crate::server::ApiContext;
 use crate::store::results::{self, ResultView};
 use crate::store::{ResultStore, keys};
 

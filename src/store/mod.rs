@@ -143,6 +143,18 @@ pub enum StoreError {
     Contended(String),
 }
 
+impl StoreError {
+    /// The error's kind as a metric label: `unavailable`, `backend`, `corrupt` or `contended`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+            Self::Backend(_) => "backend",
+            Self::Corrupt { .. } => "corrupt",
+            Self::Contended(_) => "contended",
+        }
+    }
+}
+
 /// The storage primitives both stores implement.
 pub trait ResultStore: Send + Sync {
     /// Reads a hash and its TTL; with `refresh`, first resets its TTL (atomically).
@@ -244,18 +256,23 @@ macro_rules! dispatch {
     };
 }
 
+/// Runs one store call under the store-call metrics.
+async fn instrumented<T>(op: &'static str, call: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    crate::telemetry::store_call(op, StoreError::kind, call).await
+}
+
 impl ResultStore for Store {
     async fn read_hash(&self, key: &str, refresh: Option<Duration>) -> Result<Option<HashSnapshot>, StoreError> {
-        crate::telemetry::store_call("read_hash", async { dispatch!(self, s => s.read_hash(key, refresh)) }).await
+        instrumented("read_hash", async { dispatch!(self, s => s.read_hash(key, refresh)) }).await
     }
     async fn read_hashes(&self, keys: &[String]) -> Result<Vec<Option<HashSnapshot>>, StoreError> {
-        crate::telemetry::store_call("read_hashes", async { dispatch!(self, s => s.read_hashes(keys)) }).await
+        instrumented("read_hashes", async { dispatch!(self, s => s.read_hashes(keys)) }).await
     }
     async fn read_fields(&self, keys: &[String]) -> Result<Vec<Option<Fields>>, StoreError> {
-        crate::telemetry::store_call("read_fields", async { dispatch!(self, s => s.read_fields(keys)) }).await
+        instrumented("read_fields", async { dispatch!(self, s => s.read_fields(keys)) }).await
     }
     async fn write_hashes(&self, writes: &[HashWrite]) -> Result<WriteOutcome, StoreError> {
-        crate::telemetry::store_call("write_hashes", async { dispatch!(self, s => s.write_hashes(writes)) }).await
+        instrumented("write_hashes", async { dispatch!(self, s => s.write_hashes(writes)) }).await
     }
     async fn upsert_hash(
         &self,
@@ -263,7 +280,7 @@ impl ResultStore for Store {
         fields: &Fields,
         ttl: Option<Duration>,
     ) -> Result<Option<HashSnapshot>, StoreError> {
-        crate::telemetry::store_call("upsert_hash", async {
+        instrumented("upsert_hash", async {
             dispatch!(self, s => s.upsert_hash(key, fields, ttl))
         })
         .await
@@ -275,34 +292,34 @@ impl ResultStore for Store {
         by: i64,
         ttl: Option<Duration>,
     ) -> Result<IncrementOutcome, StoreError> {
-        crate::telemetry::store_call("increment", async {
+        instrumented("increment", async {
             dispatch!(self, s => s.increment(key, field, by, ttl))
         })
         .await
     }
     async fn pop_field(&self, key: &str, field: &str, ttl: Option<Duration>) -> Result<Option<Bytes>, StoreError> {
-        crate::telemetry::store_call("pop_field", async {
+        instrumented("pop_field", async {
             dispatch!(self, s => s.pop_field(key, field, ttl))
         })
         .await
     }
     async fn read_set(&self, key: &str) -> Result<Vec<Bytes>, StoreError> {
-        crate::telemetry::store_call("read_set", async { dispatch!(self, s => s.read_set(key)) }).await
+        instrumented("read_set", async { dispatch!(self, s => s.read_set(key)) }).await
     }
     async fn add_to_set(&self, key: &str, members: &[Bytes], ttl: Option<Duration>) -> Result<(), StoreError> {
-        crate::telemetry::store_call("add_to_set", async {
+        instrumented("add_to_set", async {
             dispatch!(self, s => s.add_to_set(key, members, ttl))
         })
         .await
     }
     async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
-        crate::telemetry::store_call("delete", async { dispatch!(self, s => s.delete(keys)) }).await
+        instrumented("delete", async { dispatch!(self, s => s.delete(keys)) }).await
     }
     async fn scan(&self, pattern: &str, cursor: &str, count: u32) -> Result<(String, Vec<String>), StoreError> {
-        crate::telemetry::store_call("scan", async { dispatch!(self, s => s.scan(pattern, cursor, count)) }).await
+        instrumented("scan", async { dispatch!(self, s => s.scan(pattern, cursor, count)) }).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        crate::telemetry::store_call("ping", async { dispatch!(self, s => s.ping()) }).await
+        instrumented("ping", async { dispatch!(self, s => s.ping()) }).await
     }
     fn changes(&self) -> &ChangeHub {
         match self {

@@ -187,8 +187,8 @@ async fn redis_store_connects_and_wakes_waiters_when_redis_comes_up_after_result
     let store = resultd::store::RedisStore::connect(&redis.url(), &settings.redis)
         .await
         .expect("connecting to a Redis that is down is not an error");
-    let ctx = resultd::server::ApiContext::new(settings, resultd::store::Store::Redis(store), CancellationToken::new())
-        .unwrap();
+    let ctx =
+        resultd::api::ApiContext::new(settings, resultd::store::Store::Redis(store), CancellationToken::new()).unwrap();
     let app = TestApp {
         router: resultd::server::app(ctx.clone()),
         ctx,
