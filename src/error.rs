@@ -54,6 +54,7 @@ error_codes! {
     InvalidQuery = ("invalid-query", BAD_REQUEST, "A query parameter is not valid"),
     InvalidHeader = ("invalid-header", BAD_REQUEST, "A request header is not valid"),
     InvalidJson = ("invalid-json", BAD_REQUEST, "The body is not valid JSON"),
+    MalformedRequest = ("malformed-request", BAD_REQUEST, "The request's body framing is broken"),
     InvalidBody = ("invalid-body", UNPROCESSABLE_ENTITY, "The body does not have the expected shape"),
     InvalidCursor = ("invalid-cursor", BAD_REQUEST, "The listing cursor is not valid"),
     UnsupportedMediaType = ("unsupported-media-type", UNSUPPORTED_MEDIA_TYPE, "The body's media type or encoding is not accepted"),

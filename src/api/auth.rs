@@ -10,7 +10,7 @@
 //! The app of a request is the `{app}` segment of `/state/{app}/…`, else `?app=`, else the
 //! configured default app. Tokens are stored as SHA-256 hashes; the hash of the presented token
 //! is compared with every configured hash in constant time, so timing tells nothing about
-//! which bytes matched. `/health/*`, `/metrics`, `/docs` and `/openapi.json` stay open unless
+//! which bytes matched. `/`, `/health/*`, `/metrics`, `/docs` and `/openapi.json` stay open unless
 //! `auth.protect_operations`, in which case any valid token opens them.
 
 use axum::extract::Request;
@@ -60,7 +60,8 @@ fn same_digest(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 /// Whether a path is an operations endpoint (open unless `protect_operations`).
 pub fn is_operations_path(path: &str) -> bool {
-    path.starts_with("/health/")
+    path == "/"
+        || path.starts_with("/health/")
         || path == "/metrics"
         || path == "/openapi.json"
         || path == "/docs"

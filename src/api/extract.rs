@@ -31,6 +31,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     }
 }
 
+/// The path parameter of the result routes (the id); one that is not UTF-8 is a 400
+/// `invalid-result-id` problem, as any other malformed id.
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        use axum::extract::rejection::PathRejection;
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(PathRejection::FailedToDeserializePathParams(e)) => {
+                Err(ApiError::new(ErrorCode::InvalidResultId, e.body_text()))
+            }
+            Err(e) => {
+                Err(ApiError::new(ErrorCode::Internal, "the path could not be read").with_internal(e.body_text()))
+            }
+        }
+    }
+}
+
 /// Largest `?ttl=` accepted (larger values are refused; in range they are clamped by the policy).
 pub const MAX_TTL_PARAM: u64 = 10_000_000_000;
 
@@ -86,8 +107,9 @@ pub async fn read_body(request: Request, limit: usize) -> Result<(HeaderMap, Byt
     match Limited::new(body, limit).collect().await {
         Ok(collected) => Ok((parts.headers, collected.to_bytes())),
         Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(ApiError::too_large(limit)),
+        // hyper's body errors: broken chunked framing, a body shorter than its length.
         Err(e) => Err(ApiError::new(
-            ErrorCode::InvalidBody,
+            ErrorCode::MalformedRequest,
             format!("the body could not be read: {e}"),
         )),
     }
@@ -118,6 +140,23 @@ impl JsonBody {
     pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         parse_json(&self.0)
     }
+
+    /// Parses a body that must be a JSON object into `T` (serde would also read a struct from
+    /// an array of its fields in order).
+    pub fn parse_object<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        parse_json_object(&self.0)
+    }
+}
+
+/// Parses JSON that must be an object into `T`: anything else well-formed is 422 `invalid-body`.
+pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first != Some(&b'{') {
+        // Syntax errors still answer `invalid-json`.
+        parse_json::<serde::de::IgnoredAny>(bytes)?;
+        return Err(ApiError::new(ErrorCode::InvalidBody, "the body must be a JSON object"));
+    }
+    parse_json(bytes)
 }
 
 /// Whether a media type is JSON (`application/json` or any `+json`).
@@ -134,8 +173,7 @@ pub fn require_json_media_type(headers: &HeaderMap, allow_holder: bool) -> Resul
     let ct = ct.to_str().unwrap_or("");
     // curl -d sends this by default; the body is parsed as JSON either way.
     let curl_default = ct.starts_with("application/x-www-form-urlencoded");
-    if is_json_media_type(ct) || curl_default || (allow_holder && ct.starts_with(crate::api::values::HOLDER_MEDIA_TYPE))
-    {
+    if is_json_media_type(ct) || curl_default || (allow_holder && crate::api::values::is_holder_media_type(ct)) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -224,7 +262,7 @@ pub fn write_precondition(headers: &HeaderMap) -> Result<Precondition, ApiError>
         let v = v
             .to_str()
             .map_err(|_| ApiError::new(ErrorCode::InvalidHeader, "If-Match is not ASCII"))?;
-        return Ok(Precondition::IfMatch(etag_list(v)));
+        return Ok(Precondition::IfMatch(strong_etag_list(v)));
     }
     if let Some(v) = headers.get(header::IF_NONE_MATCH) {
         let v = v
@@ -245,6 +283,16 @@ pub fn etag_list(v: &str) -> Vec<String> {
         .map(|t| t.trim())
         .filter(|t| !t.is_empty())
         .map(|t| t.strip_prefix("W/").unwrap_or(t).to_owned())
+        .collect()
+}
+
+/// The entity tags of an `If-Match` list, compared strongly (RFC 9110 §13.1.1): a weak tag
+/// never matches, so it is left out.
+pub fn strong_etag_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty() && !t.starts_with("W/"))
+        .map(str::to_owned)
         .collect()
 }
 

@@ -3,14 +3,14 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Schema, Type};
 
-use super::extract::{JsonBody, Query, app_name, object_changes, result_id};
+use super::extract::{JsonBody, Path, Query, app_name, object_changes, result_id};
 use super::results::{AppParam, not_found};
 use crate::api::ApiContext;
 use crate::domain::ResultId;
@@ -86,7 +86,7 @@ pub async fn get_result_metadata(
     request_body(content = MetadataBody, description = "Keys to set (any JSON) or remove (null)"),
     responses(
         (status = 200, description = "The metadata after the merge", body = MetadataBody),
-        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-json`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-json`, `malformed-request`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`result-not-found`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
@@ -147,7 +147,7 @@ pub async fn get_result_children(
     request_body(content = ChildrenBody),
     responses(
         (status = 200, description = "All child ids after the addition", body = ChildrenBody),
-        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-json`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-json`, `malformed-request`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`result-not-found`: the parent does not exist", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`self-child`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
@@ -164,7 +164,7 @@ pub async fn add_result_children(
 ) -> Result<Json<ChildrenBody>, ApiError> {
     let id = result_id(&raw_id)?;
     let app = app_name(&ctx, params.app.as_deref())?;
-    let input: ChildrenBody = body.parse()?;
+    let input: ChildrenBody = body.parse_object()?;
     let mut ids = Vec::with_capacity(input.ids.len());
     for raw in &input.ids {
         let child = ResultId::parse(raw).map_err(|e| ApiError::new(ErrorCode::InvalidBody, e.0))?;

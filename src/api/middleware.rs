@@ -90,11 +90,18 @@ async fn checked(ctx: &ApiContext, request: Request, next: Next) -> Response {
     }
 }
 
-/// Whether a request is a wait, which has its own deadline instead of the request timeout.
+/// Whether a request is a wait, which has its own deadline instead of the request timeout:
+/// the multi-wait, an event stream, or a read asking to wait (`?wait=` or `Prefer: wait=` on
+/// a write changes nothing, so it does not stretch the write's deadline).
 fn is_wait(method: &Method, uri: &Uri, prefer_wait: bool) -> bool {
     let path = uri.path();
+    if method == Method::POST && path == "/results/wait" {
+        return true;
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return false;
+    }
     prefer_wait
-        || (method == Method::POST && path == "/results/wait")
         || path.ends_with("/events")
         || uri
             .query()

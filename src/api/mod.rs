@@ -51,7 +51,8 @@ pub fn router() -> OpenApiRouter<ApiContext> {
         .routes(routes!(state::increment_state_field))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
-        .routes(routes!(metrics::metrics));
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(docs::root));
     openapi::add_bearer_security(router.get_openapi_mut());
     router
 }

@@ -1,13 +1,13 @@
 //! Result records: `GET`/`PUT`/`PATCH`/`DELETE /results/{id}` and listing.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ClientAddr, JsonBody, Query, app_name, none_match, result_id, write_precondition};
+use super::extract::{ClientAddr, JsonBody, Path, Query, app_name, none_match, result_id, write_precondition};
 use super::wait::{Probe, WaitEnd, wait_request, wait_until, watch_key};
 use crate::api::ApiContext;
 use crate::domain::{AppName, RecordPatch, ResultId, ResultRecord, ResultState};
@@ -221,8 +221,8 @@ pub struct ListResultsParams {
     pub app: Option<String>,
     /// The `next_cursor` of the previous page; absent for the first page.
     pub cursor: Option<String>,
-    /// Most results on the page: default 100; values above 1000 are clamped to 1000.
-    #[param(minimum = 1)]
+    /// Most results on the page: 1 to 1000, default 100.
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u64>,
 }
 
@@ -292,7 +292,7 @@ fn decode_cursor(ctx: &ApiContext, app: &AppName, raw: &str) -> Result<results::
     params(ListResultsParams),
     responses(
         (status = 200, description = "One page", body = ResultPage),
-        (status = 400, description = "`invalid-app`, `invalid-query` (e.g. `limit=0`), `invalid-cursor`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-app`, `invalid-query` (e.g. `limit=0` or over 1000), `invalid-cursor`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -303,8 +303,13 @@ pub async fn list_results(
     let app = app_name(&ctx, params.app.as_deref())?;
     let limit = match params.limit {
         None => DEFAULT_PAGE,
-        Some(0) => return Err(ApiError::new(ErrorCode::InvalidQuery, "limit must be at least 1")),
-        Some(n) => usize::try_from(n).unwrap_or(MAX_PAGE).min(MAX_PAGE),
+        Some(n) if (1..=MAX_PAGE as u64).contains(&n) => n as usize,
+        Some(_) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("limit must be from 1 to {MAX_PAGE}"),
+            ));
+        }
     };
     let cursor = match params.cursor.as_deref() {
         None | Some("") => results::ListCursor::default(),
@@ -463,7 +468,7 @@ pub async fn get_result(
     responses(
         (status = 201, description = "Created", body = ResultBody, headers(("ETag" = String, description = "Strong ETag of the record"))),
         (status = 200, description = "Replaced", body = ResultBody, headers(("ETag" = String, description = "Strong ETag of the record"))),
-        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-query`, `invalid-header`, `invalid-json`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-query`, `invalid-header`, `invalid-json`, `malformed-request`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`self-child`: the record names itself as parent", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`precondition-failed`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
@@ -482,7 +487,7 @@ pub async fn put_result(
     let id = result_id(&raw_id)?;
     let app = app_name(&ctx, params.app.as_deref())?;
     let precondition = write_precondition(&headers)?;
-    let patch = body.parse::<ResultInput>()?.into_patch(&id)?;
+    let patch = body.parse_object::<ResultInput>()?.into_patch(&id)?;
     let now = to_micros(Utc::now());
     let base = ResultRecord::pending(id, now);
     // A PUT writes the fields as given: no lifecycle bookkeeping on top.
@@ -528,7 +533,7 @@ pub(crate) fn illegal(e: &crate::domain::TransitionError) -> ApiError {
     request_body(content = ResultInput, description = "Fields to change. A state change keeps mognet's bookkeeping (starts, stops, started, finished) unless those fields are given"),
     responses(
         (status = 200, description = "The record after the patch", body = ResultBody, headers(("ETag" = String, description = "Strong ETag of the record"))),
-        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-query`, `invalid-header`, `invalid-json`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-query`, `invalid-header`, `invalid-json`, `malformed-request`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`result-not-found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`illegal-transition` (with `current_state`), `self-child`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`precondition-failed`", body = Problem, content_type = "application/problem+json"),
@@ -548,7 +553,7 @@ pub async fn patch_result(
     let id = result_id(&raw_id)?;
     let app = app_name(&ctx, params.app.as_deref())?;
     let precondition = write_precondition(&headers)?;
-    let patch = body.parse::<ResultInput>()?.into_patch(&id)?;
+    let patch = body.parse_object::<ResultInput>()?.into_patch(&id)?;
     let ttl = ctx.ttl().for_write(TtlKind::Result, params.ttl);
     let now = to_micros(Utc::now());
     match results::patch(ctx.store(), &app, &id, &patch, params.force, &precondition, ttl, now).await? {

@@ -384,7 +384,7 @@ pub async fn get_state(
     responses(
         (status = 201, description = "Created", body = StateBody, headers(("ETag" = String, description = "Strong ETag of the stored hash"), ("x-ttl" = i64, description = "Seconds until the state expires"))),
         (status = 200, description = "Replaced", body = StateBody, headers(("ETag" = String, description = "Strong ETag of the stored hash"), ("x-ttl" = i64, description = "Seconds until the state expires"))),
-        (status = 400, description = "`invalid-app`, `invalid-state-key`, `invalid-state-field` (a member name), `invalid-query`, `invalid-header`, `invalid-json`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-app`, `invalid-state-key`, `invalid-state-field` (a member name), `invalid-query`, `invalid-header`, `invalid-json`, `malformed-request`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`precondition-failed`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload-too-large`: over `limits.body_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
@@ -429,7 +429,7 @@ pub async fn put_state(
     responses(
         (status = 201, description = "The state did not exist and was created; the object after", body = StateBody, headers(("ETag" = String, description = "Strong ETag of the stored hash"), ("x-ttl" = i64, description = "Seconds until the state expires"))),
         (status = 200, description = "The object after the patch; `{}` (no ETag) when the patch removed the last field, which deletes the state", body = StateBody, headers(("ETag" = String, description = "Strong ETag of the stored hash"), ("x-ttl" = i64, description = "Seconds until the state expires"))),
-        (status = 400, description = "`invalid-app`, `invalid-state-key`, `invalid-state-field` (a member name), `invalid-query`, `invalid-header`, `invalid-json`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-app`, `invalid-state-key`, `invalid-state-field` (a member name), `invalid-query`, `invalid-header`, `invalid-json`, `malformed-request`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`state-not-found`: the state does not exist and the patch only removes fields", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`precondition-failed`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload-too-large`: over `limits.body_bytes`", body = Problem, content_type = "application/problem+json"),
@@ -532,7 +532,7 @@ pub async fn get_state_field(
     responses(
         (status = 200, description = "Stored (whether the field or the state was new or not); the value as stored", body = serde_json::Value,
          headers(("x-ttl" = i64, description = "Seconds until the state expires")), example = json!({"step": 3, "of": 10})),
-        (status = 400, description = "`invalid-app`, `invalid-state-key`, `invalid-state-field`, `invalid-query`, `invalid-header`, `invalid-json`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-app`, `invalid-state-key`, `invalid-state-field`, `invalid-query`, `invalid-header`, `invalid-json`, `malformed-request`", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`precondition-failed`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload-too-large`: over `limits.body_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
@@ -633,7 +633,7 @@ fn not_incrementable(field: &StateField, stored: &[u8]) -> ApiError {
     responses(
         (status = 200, description = "The new value; the field stays a plain JSON integer", body = IncrementResult,
          headers(("x-ttl" = i64, description = "Seconds until the state expires"))),
-        (status = 400, description = "`invalid-app`, `invalid-state-key`, `invalid-state-field`, `invalid-query`, `invalid-json`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-app`, `invalid-state-key`, `invalid-state-field`, `invalid-query`, `invalid-json`, `malformed-request`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`state-not-integer` (the detail names the stored JSON type: string, float, object, array, bool, null), `increment-overflow`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),

@@ -1,7 +1,7 @@
 //! Result values: `GET`/`PUT /results/{id}/value`, gzip passed through both ways.
 
 use axum::body::Body;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +12,8 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{
-    ClientAddr, Query, app_name, parse_json, read_body, require_json_media_type, result_id, write_precondition,
+    ClientAddr, Path, Query, app_name, parse_json, parse_json_object, read_body, require_json_media_type, result_id,
+    write_precondition,
 };
 use super::results::{ResultBody, illegal, not_found, precondition_failed, record_response};
 use super::wait::{Probe, WaitEnd, wait_request, wait_until, watch_key};
@@ -27,6 +28,16 @@ use crate::store::results::{self, StoreValueOutcome, ValueRead};
 
 /// The media type of a full value holder upload.
 pub const HOLDER_MEDIA_TYPE: &str = "application/vnd.mognet.value+json";
+
+/// Whether a `Content-Type` names the holder media type (compared without case or parameters).
+pub fn is_holder_media_type(value: &str) -> bool {
+    value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .eq_ignore_ascii_case(HOLDER_MEDIA_TYPE)
+}
 
 /// mognet's value holder: the Python type and the value as JSON.
 #[derive(Debug, ToSchema)]
@@ -175,17 +186,31 @@ pub struct PutValueParams {
     pub ttl: Option<u64>,
 }
 
+/// Whether `Accept-Encoding` allows gzip (RFC 9110 §12.5.3): `gzip` (or `x-gzip`) with a
+/// non-zero weight, or, when gzip is not named, `*` with a non-zero weight.
 fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers.get_all(ACCEPT_ENCODING).iter().any(|v| {
-        v.to_str().is_ok_and(|s| {
-            s.split(',').any(|part| {
-                let mut it = part.split(';');
-                let coding = it.next().unwrap_or("").trim();
-                let refused = it.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
-                (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
-            })
-        })
-    })
+    let (mut gzip, mut any) = (None, None);
+    for value in headers.get_all(ACCEPT_ENCODING) {
+        let Ok(value) = value.to_str() else { continue };
+        for part in value.split(',') {
+            let mut it = part.split(';');
+            let coding = it.next().unwrap_or("").trim();
+            let weight = it
+                .filter_map(|p| p.trim().split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .map_or(1.0, |(_, q)| q.trim().parse::<f32>().unwrap_or(0.0));
+            let slot = if coding.eq_ignore_ascii_case("gzip") || coding.eq_ignore_ascii_case("x-gzip") {
+                &mut gzip
+            } else if coding == "*" {
+                &mut any
+            } else {
+                continue;
+            };
+            // The most favourable weight given wins when a coding is named twice.
+            *slot = Some(slot.map_or(weight, |w: f32| w.max(weight)));
+        }
+    }
+    gzip.or(any).is_some_and(|w| w > 0.0)
 }
 
 /// Reads a result's value holder, or waits for the result to be done first.
@@ -288,7 +313,7 @@ pub async fn get_result_value(
 
 /// Checks an uploaded holder: allowed types only, and exception records lose any pickle.
 fn checked_holder(raw: &[u8]) -> Result<String, ApiError> {
-    let holder: ValueHolder = parse_json(raw)?;
+    let holder: ValueHolder = parse_json_object(raw)?;
     if !ALLOWED_VALUE_TYPES.contains(&holder.value_type.as_str()) {
         return Err(ApiError::new(
             ErrorCode::InvalidBody,
@@ -345,7 +370,7 @@ fn checked_holder(raw: &[u8]) -> Result<String, ApiError> {
         )),
     responses(
         (status = 200, description = "Stored; the record as it is now", body = ResultBody, headers(("ETag" = String, description = "Strong ETag of the record"))),
-        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-query`, `invalid-json` (also bad gzip)", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-query`, `invalid-json`, `malformed-request` (also bad gzip)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`result-not-found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`illegal-transition`: the result is already in another ready state", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`precondition-failed`", body = Problem, content_type = "application/problem+json"),
@@ -390,7 +415,7 @@ pub async fn put_result_value(
     let is_holder = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with(HOLDER_MEDIA_TYPE));
+        .is_some_and(is_holder_media_type);
     let holder_json = if is_holder {
         checked_holder(&body)?
     } else {

@@ -65,18 +65,21 @@ pub fn wait_request(
     headers: &HeaderMap,
 ) -> Result<Option<WaitRequest>, ApiError> {
     let max = Duration::from_secs(ctx.settings().wait.max_seconds);
-    let clamp = |secs: f64| -> Result<Duration, ApiError> {
+    // A bad `?wait=` is the query's fault, a bad `Prefer: wait=` the header's.
+    let clamp = |secs: f64, code: ErrorCode| -> Result<Duration, ApiError> {
         if !secs.is_finite() || secs < 0.0 {
-            return Err(ApiError::new(
-                ErrorCode::InvalidQuery,
-                "wait must be a number of seconds ≥ 0",
-            ));
+            let what = if code == ErrorCode::InvalidHeader {
+                "Prefer: wait="
+            } else {
+                "wait"
+            };
+            return Err(ApiError::new(code, format!("{what} must be a number of seconds ≥ 0")));
         }
         Ok(Duration::from_secs_f64(secs.min(max.as_secs_f64())))
     };
     if let Some(secs) = query_wait {
         return Ok(Some(WaitRequest {
-            duration: clamp(secs)?,
+            duration: clamp(secs, ErrorCode::InvalidQuery)?,
             from_prefer: false,
         }));
     }
@@ -89,7 +92,7 @@ pub fn wait_request(
                     ApiError::new(ErrorCode::InvalidHeader, "Prefer: wait= must be a number of seconds")
                 })?;
                 return Ok(Some(WaitRequest {
-                    duration: clamp(secs)?,
+                    duration: clamp(secs, ErrorCode::InvalidHeader)?,
                     from_prefer: true,
                 }));
             }

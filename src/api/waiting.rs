@@ -8,7 +8,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use utoipa::ToSchema;
 
-use super::extract::{ClientAddr, JsonBody, Query, app_name, result_id};
+use super::extract::{ClientAddr, JsonBody, Path, Query, app_name, result_id};
 use super::results::{AppParam, ResultBody, not_found};
 use super::wait::{Probe, WaitEnd, wait_until, watch_key};
 use crate::api::ApiContext;
@@ -140,7 +140,7 @@ async fn read_all(ctx: &ApiContext, app: &AppName, ids: &[ResultId]) -> Result<V
     request_body(content = WaitInput),
     responses(
         (status = 200, description = "Where each result stands when the condition was met or the wait ran out", body = WaitOutcome),
-        (status = 400, description = "`invalid-app`, `invalid-json`", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`invalid-app`, `invalid-json`, `malformed-request`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`: no ids, more than 1000, or one that is not a UUID", body = Problem, content_type = "application/problem+json"),
@@ -155,7 +155,7 @@ pub async fn wait_for_results(
     body: JsonBody,
 ) -> Result<Json<WaitOutcome>, ApiError> {
     let app = app_name(&ctx, params.app.as_deref())?;
-    let input: WaitInput = body.parse()?;
+    let input: WaitInput = body.parse_object()?;
     if input.ids.is_empty() || input.ids.len() > MAX_WAIT_IDS {
         return Err(ApiError::new(
             ErrorCode::InvalidBody,

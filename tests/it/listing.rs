@@ -66,10 +66,13 @@ async fn listing_refuses_malformed_cursors_and_limits(kind: Kind) {
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{cursor}");
         assert_eq!(r.problem_code(), "invalid-cursor");
     }
-    let r = app.get("/results?limit=0").await;
-    assert_eq!(r.problem_code(), "invalid-query");
-    let r = app.get("/results?limit=5000").await;
-    assert_eq!(r.status, StatusCode::OK, "large limits are clamped to 1000");
+    for limit in ["0", "1001", "18446744073709551615", "-1", "ten"] {
+        let r = app.get(&format!("/results?limit={limit}")).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "limit={limit}");
+        assert_eq!(r.problem_code(), "invalid-query", "limit={limit}");
+    }
+    let r = app.get("/results?limit=1000").await;
+    assert_eq!(r.status, StatusCode::OK, "the largest limit in the schema");
     let r = app.get("/results?app=empty").await;
     assert_eq!(r.json(), json!({"results": [], "next_cursor": null}));
 }

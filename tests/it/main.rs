@@ -13,6 +13,7 @@ mod logging;
 mod metrics;
 mod openapi;
 mod outage;
+mod protocol;
 mod redis_layout;
 mod results;
 mod startup;

@@ -543,7 +543,8 @@ async fn a_redis_restart_during_a_wait_misses_no_completion() {
 /// A held wait costs its handler's future for its whole life: store calls are boxed, so it
 /// stays small on either store (fred's futures alone are several KiB when held inline).
 async fn a_held_wait_keeps_a_small_future(kind: Kind) {
-    use axum::extract::{Path, State};
+    use axum::extract::State;
+    use resultd::api::extract::Path;
     use resultd::api::extract::{ClientAddr, Query};
     use resultd::api::results::{GetResultParams, get_result};
     let app = TestApp::new(kind).await;
