@@ -269,8 +269,8 @@ impl Settings {
                 message: message.to_owned(),
             })
         };
-        if crate::domain::AppName::parse(&self.default_app).is_err() {
-            return invalid("default_app", "must match [A-Za-z0-9_.:-]{1,128}");
+        if let Err(e) = crate::domain::AppName::parse(&self.default_app) {
+            return invalid("default_app", &e.0);
         }
         if !matches!(
             self.store.split_once("://").map(|(s, _)| s),

@@ -207,7 +207,7 @@ impl ResultInput {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct AppParam {
-    /// The mognet app (key prefix); the configured `default_app` when absent.
+    /// The mognet app (key prefix; no `.mognet.` inside, not ending with `.mognet`); the configured `default_app` when absent.
     #[param(pattern = "^[A-Za-z0-9_.:-]{1,128}$", min_length = 1, max_length = 128)]
     pub app: Option<String>,
 }
@@ -216,7 +216,7 @@ pub struct AppParam {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListResultsParams {
-    /// The mognet app (key prefix); the configured `default_app` when absent.
+    /// The mognet app (key prefix; no `.mognet.` inside, not ending with `.mognet`); the configured `default_app` when absent.
     #[param(pattern = "^[A-Za-z0-9_.:-]{1,128}$", min_length = 1, max_length = 128)]
     pub app: Option<String>,
     /// The `next_cursor` of the previous page; absent for the first page.
@@ -340,7 +340,7 @@ pub async fn list_results(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct GetResultParams {
-    /// The mognet app (key prefix); the configured `default_app` when absent.
+    /// The mognet app (key prefix; no `.mognet.` inside, not ending with `.mognet`); the configured `default_app` when absent.
     #[param(pattern = "^[A-Za-z0-9_.:-]{1,128}$", min_length = 1, max_length = 128)]
     pub app: Option<String>,
     /// Hold the request up to this many seconds until the result is done (clamped to
@@ -353,7 +353,7 @@ pub struct GetResultParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WriteResultParams {
-    /// The mognet app (key prefix); the configured `default_app` when absent.
+    /// The mognet app (key prefix; no `.mognet.` inside, not ending with `.mognet`); the configured `default_app` when absent.
     #[param(pattern = "^[A-Za-z0-9_.:-]{1,128}$", min_length = 1, max_length = 128)]
     pub app: Option<String>,
     /// TTL in seconds for this write, clamped to `[ttl.min_seconds, ttl.max_seconds]`.
@@ -369,7 +369,7 @@ pub struct WriteResultParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeleteResultParams {
-    /// The mognet app (key prefix); the configured `default_app` when absent.
+    /// The mognet app (key prefix; no `.mognet.` inside, not ending with `.mognet`); the configured `default_app` when absent.
     #[param(pattern = "^[A-Za-z0-9_.:-]{1,128}$", min_length = 1, max_length = 128)]
     pub app: Option<String>,
     /// Also delete the children, recursively.

@@ -308,8 +308,8 @@ fn with_preference(mut response: Response, wait: Option<WaitRequest>) -> Respons
 /// Reads a state object, or waits for it to change.
 #[utoipa::path(
     get, path = "/state/{app}/{key}", tag = "state",
-    params(("app" = String, Path, description = "The mognet app, `[A-Za-z0-9_.:-]`", pattern = "^[A-Za-z0-9_.:-]{1,128}$"),
-           ("key" = String, Path, description = "The state key (mognet's request id), `[A-Za-z0-9_.:-]{1,200}`", pattern = "^[A-Za-z0-9_.:-]{1,200}$"),
+    params(("app" = String, Path, description = "The mognet app, `[A-Za-z0-9_.:-]`, without `.mognet.` and not ending with `.mognet`", pattern = "^[A-Za-z0-9_.:-]{1,128}$"),
+           ("key" = String, Path, description = "The state key (mognet's request id), `[A-Za-z0-9_.:-]{1,200}`, without `.mognet.` and not starting with `mognet.`", pattern = "^[A-Za-z0-9_.:-]{1,200}$"),
            GetStateParams,
            ("Prefer" = Option<String>, Header, description = "`wait=N`: long-poll like `?wait=N` (RFC 7240)"),
            ("If-None-Match" = Option<String>, Header, description = "ETag list: 304 when the state still matches; with a wait, the ETags to wait away from")),

@@ -163,7 +163,7 @@ pub enum ContentCoding {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct GetValueParams {
-    /// The mognet app (key prefix); the configured `default_app` when absent.
+    /// The mognet app (key prefix; no `.mognet.` inside, not ending with `.mognet`); the configured `default_app` when absent.
     #[param(pattern = "^[A-Za-z0-9_.:-]{1,128}$", min_length = 1, max_length = 128)]
     pub app: Option<String>,
     /// Hold the request up to this many seconds until the result is done.
@@ -175,7 +175,7 @@ pub struct GetValueParams {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PutValueParams {
-    /// The mognet app (key prefix); the configured `default_app` when absent.
+    /// The mognet app (key prefix; no `.mognet.` inside, not ending with `.mognet`); the configured `default_app` when absent.
     #[param(pattern = "^[A-Za-z0-9_.:-]{1,128}$", min_length = 1, max_length = 128)]
     pub app: Option<String>,
     /// Complete the result in the same atomic step: SUCCESS, FAILURE, REVOKED or INVALID.

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::id::{InvalidName, check_key_charset};
+use super::id::{InvalidName, check_key_charset, check_no_separator};
 
 /// The key of one state hash (mognet's request id, or any name of the same charset).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -12,9 +12,11 @@ impl StateKey {
     /// Longest accepted key.
     pub const MAX_LEN: usize = 200;
 
-    /// Parses a key of `[A-Za-z0-9_.:-]{1,200}`.
+    /// Parses a key of `[A-Za-z0-9_.:-]{1,200}` without `.mognet.` and not starting with
+    /// `mognet.`.
     pub fn parse(s: &str) -> Result<Self, InvalidName> {
         check_key_charset("state key", s, Self::MAX_LEN)?;
+        check_no_separator("state key", s, true, false)?;
         Ok(Self(s.to_owned()))
     }
 

@@ -33,6 +33,30 @@ pub(crate) fn check_key_charset(what: &str, s: &str, max: usize) -> Result<(), I
     Ok(())
 }
 
+/// The separator between an app and the rest of every key (`{app}.mognet.{kind}.{rest}`).
+pub const LAYOUT_SEPARATOR: &str = ".mognet.";
+
+/// Refuses a name that would put a second [`LAYOUT_SEPARATOR`] into a key built from it: then
+/// one app's name (or state key) could spell another app's key, and a token for the one would
+/// reach the other. `before` and `after` tell whether the key has a `.` on that side of the name.
+pub(crate) fn check_no_separator(what: &str, s: &str, before: bool, after: bool) -> Result<(), InvalidName> {
+    let bare = LAYOUT_SEPARATOR.trim_matches('.');
+    let aliases = s.contains(LAYOUT_SEPARATOR)
+        || (after && s.strip_suffix(bare).is_some_and(|head| head.ends_with('.')))
+        || (before && s.strip_prefix(bare).is_some_and(|tail| tail.starts_with('.')));
+    if aliases {
+        return Err(InvalidName(format!(
+            "{what} may not contain {LAYOUT_SEPARATOR:?}{}: its keys would alias another app's",
+            match (before, after) {
+                (true, _) => ", nor start with \"mognet.\"",
+                (_, true) => ", nor end with \".mognet\"",
+                _ => "",
+            }
+        )));
+    }
+    Ok(())
+}
+
 /// A mognet app name, used verbatim as the key prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AppName(String);
@@ -41,9 +65,11 @@ impl AppName {
     /// Longest accepted app name.
     pub const MAX_LEN: usize = 128;
 
-    /// Parses an app name of `[A-Za-z0-9_.:-]{1,128}`.
+    /// Parses an app name of `[A-Za-z0-9_.:-]{1,128}` without `.mognet.` and not ending with
+    /// `.mognet`.
     pub fn parse(s: &str) -> Result<Self, InvalidName> {
         check_key_charset("app name", s, Self::MAX_LEN)?;
+        check_no_separator("app name", s, false, true)?;
         Ok(Self(s.to_owned()))
     }
 

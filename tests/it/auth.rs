@@ -172,3 +172,142 @@ fn the_document_declares_an_optional_bearer_scheme() {
     assert!(op["responses"]["401"].is_object());
     assert!(op["responses"]["403"].is_object());
 }
+
+/// Every route that names an app or a state key, as (method, path, body).
+fn routes_naming(app: &str, key: &str, id: &str) -> Vec<(Method, String, Option<serde_json::Value>)> {
+    let q = format!("app={app}");
+    vec![
+        (Method::GET, format!("/results/{id}?{q}"), None),
+        (
+            Method::PUT,
+            format!("/results/{id}?{q}"),
+            Some(json!({"state": "SUCCESS"})),
+        ),
+        (
+            Method::PATCH,
+            format!("/results/{id}?{q}"),
+            Some(json!({"node_id": "n"})),
+        ),
+        (Method::DELETE, format!("/results/{id}?{q}"), None),
+        (Method::GET, format!("/results/{id}/value?{q}"), None),
+        (Method::PUT, format!("/results/{id}/value?{q}"), Some(json!(1))),
+        (Method::GET, format!("/results/{id}/metadata?{q}"), None),
+        (
+            Method::PATCH,
+            format!("/results/{id}/metadata?{q}"),
+            Some(json!({"a": 1})),
+        ),
+        (Method::GET, format!("/results/{id}/children?{q}"), None),
+        (
+            Method::POST,
+            format!("/results/{id}/children?{q}"),
+            Some(json!({"ids": [new_id()]})),
+        ),
+        (Method::GET, format!("/results/{id}/events?{q}"), None),
+        (Method::GET, format!("/results?{q}"), None),
+        (Method::POST, format!("/results/wait?{q}"), Some(json!({"ids": [id]}))),
+        (Method::GET, format!("/state/{app}/{key}"), None),
+        (Method::PUT, format!("/state/{app}/{key}"), Some(json!({"f": 1}))),
+        (Method::PATCH, format!("/state/{app}/{key}"), Some(json!({"f": 1}))),
+        (Method::DELETE, format!("/state/{app}/{key}"), None),
+        (Method::GET, format!("/state/{app}/{key}/f"), None),
+        (Method::PUT, format!("/state/{app}/{key}/f"), Some(json!(1))),
+        (Method::DELETE, format!("/state/{app}/{key}/f"), None),
+        (
+            Method::POST,
+            format!("/state/{app}/{key}/f/increment"),
+            Some(json!({"by": 1})),
+        ),
+    ]
+}
+
+/// A state key with `.mognet.` once spelled another app's result key: `/state/appB/x.mognet.result.{id}`
+/// is `appB.mognet.state.x.mognet.result.{id}`, the result `{id}` of the app `appB.mognet.state.x`.
+async fn names_that_spell_another_apps_keys_are_refused_everywhere(kind: Kind) {
+    let mut settings = test_settings();
+    settings.auth.tokens = vec![
+        token("appb-writer", &["appB"], TokenScope::Write),
+        token("all-writer", &["*"], TokenScope::Write),
+    ];
+    let app = TestApp::with_settings(kind, settings).await;
+    let id = new_id();
+    let aliasing_keys = [
+        format!("x.mognet.result.{id}"),
+        "mognet.state.y".to_owned(),
+        "a.mognet.b".to_owned(),
+    ];
+    let aliasing_apps = ["appB.mognet.state.x", "appB.mognet", "x.mognet.result"];
+    let mut cases = Vec::new();
+    for key in &aliasing_keys {
+        for route in routes_naming("appB", key, &id)
+            .into_iter()
+            .filter(|r| r.1.starts_with("/state/"))
+        {
+            cases.push(("invalid-state-key", route));
+        }
+    }
+    for bad_app in aliasing_apps {
+        for route in routes_naming(bad_app, "k", &id) {
+            cases.push(("invalid-app", route));
+        }
+    }
+    for (code, (method, path, body)) in cases {
+        for secret in ["appb-writer", "all-writer"] {
+            let auth = bearer(secret);
+            let r = app
+                .call(method.clone(), &path, body.clone(), &[("authorization", auth.as_str())])
+                .await;
+            // The token for appB may be refused first (403: not its app); no token gets through.
+            let expected_403 = secret == "appb-writer" && code == "invalid-app";
+            if expected_403 {
+                assert_eq!(r.status, StatusCode::FORBIDDEN, "{secret}: {method} {path}");
+            } else {
+                assert_eq!(
+                    (r.status, r.problem_code().as_str()),
+                    (StatusCode::BAD_REQUEST, code),
+                    "{secret}: {method} {path}"
+                );
+            }
+        }
+    }
+    // Names that merely contain the word stay valid.
+    let auth = bearer("all-writer");
+    let h = [("authorization", auth.as_str())];
+    for path in [
+        "/state/mognet/k",
+        "/state/a.mognetx/mognet",
+        "/state/appB/x.mognet",
+        "/state/mognet.a/amognet.b",
+    ] {
+        let r = app.call(Method::PUT, path, Some(json!({"f": 1})), &h).await;
+        assert!(r.status.is_success(), "{path}: {} {:?}", r.status, r.body);
+    }
+    if let Some(redis) = &app.redis {
+        let mut keys: Vec<String> = redis.cli(&["KEYS", "*"]).lines().map(str::to_owned).collect();
+        keys.sort();
+        let expected = [
+            "a.mognetx.mognet.state.mognet",
+            "appB.mognet.state.x.mognet",
+            "mognet.a.mognet.state.amognet.b",
+            "mognet.mognet.state.k",
+        ];
+        assert_eq!(keys, expected, "only the valid names were written");
+    }
+}
+
+crate::on_both_stores!(names_that_spell_another_apps_keys_are_refused_everywhere);
+
+#[test]
+fn the_config_refuses_a_default_app_that_aliases() {
+    use figment::providers::{Format, Toml};
+    let figment = resultd::config::Settings::figment().merge(Toml::string("default_app = \"appB.mognet.state.x\""));
+    let error = resultd::config::Settings::from_figment(figment)
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("default_app") && e.contains(".mognet.")),
+        "{error:?}"
+    );
+}

@@ -250,7 +250,10 @@ async fn redis_store_connects_and_wakes_waiters_when_redis_comes_up_after_result
 #[tokio::test]
 async fn the_root_and_unknown_routes_point_to_the_docs_page() {
     let app = TestApp::new(crate::support::Kind::Memory).await;
-    for uri in ["/", "/result"] {
+    let r = app.get("/").await;
+    assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(r.header("location"), Some("/docs/"));
+    for uri in ["/result", "/docs/no-such-asset.js"] {
         let r = app.get(uri).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND);
         assert_eq!(r.problem_code(), "not-found");
