@@ -112,6 +112,15 @@ fn describe() {
         "resultd_keyspace_notifications_total",
         "Redis keyspace notifications received"
     );
+    metrics::describe_counter!(
+        "resultd_listing_skipped_records_total",
+        "Result records left out of listings because their stored bytes cannot be read"
+    );
+}
+
+/// Counts one unreadable record a listing left out.
+pub fn count_skipped_record() {
+    metrics::counter!("resultd_listing_skipped_records_total").increment(1);
 }
 
 /// Records one answered request.

@@ -326,7 +326,10 @@ pub async fn list_results(
             let Some(snap) = snap else { continue };
             match results::view_of(key, *id, &snap) {
                 Ok(view) => page.push(ResultBody::new(&app, &view)),
-                Err(e) => tracing::warn!(key, error = %e, "listing skips a result it cannot read"),
+                Err(e) => {
+                    crate::telemetry::count_skipped_record();
+                    tracing::warn!(key, error = %e, "listing skips a result it cannot read");
+                }
             }
         }
     }

@@ -73,36 +73,41 @@ pub fn normalize_python_json(text: &str) -> Cow<'_, str> {
         let b = bytes[i];
         if in_string {
             if b == b'\\' && i + 1 < bytes.len() {
-                if bytes[i + 1] == b'u' && i + 6 <= bytes.len() {
-                    let hex = &text[i + 2..i + 6];
-                    if let Ok(unit) = u16::from_str_radix(hex, 16) {
-                        if (0xD800..0xDC00).contains(&unit) {
-                            // A high surrogate must be followed by an escaped low surrogate.
-                            let low = text
-                                .get(i + 6..i + 12)
-                                .filter(|s| s.starts_with("\\u"))
-                                .and_then(|s| u16::from_str_radix(&s[2..], 16).ok())
-                                .filter(|u| (0xDC00..0xE000).contains(u));
-                            if low.is_some() {
-                                out.push_str(&text[i..i + 12]);
-                                i += 12;
-                            } else {
-                                out.push_str("\\ufffd");
-                                changed = true;
-                                i += 6;
-                            }
-                            continue;
-                        }
-                        if (0xDC00..0xE000).contains(&unit) {
+                // Foreign bytes may put any character after the backslash, `\é` included: every
+                // slice below is checked, so an invalid escape is left for the JSON parser to refuse.
+                let unit = text
+                    .get(i + 2..i + 6)
+                    .filter(|_| bytes[i + 1] == b'u')
+                    .and_then(|hex| u16::from_str_radix(hex, 16).ok());
+                if let Some(unit) = unit {
+                    if (0xD800..0xDC00).contains(&unit) {
+                        // A high surrogate must be followed by an escaped low surrogate.
+                        let low = text
+                            .get(i + 6..i + 12)
+                            .filter(|s| s.starts_with("\\u"))
+                            .and_then(|s| u16::from_str_radix(&s[2..], 16).ok())
+                            .filter(|u| (0xDC00..0xE000).contains(u));
+                        if low.is_some() {
+                            out.push_str(&text[i..i + 12]);
+                            i += 12;
+                        } else {
                             out.push_str("\\ufffd");
                             changed = true;
                             i += 6;
-                            continue;
                         }
+                        continue;
+                    }
+                    if (0xDC00..0xE000).contains(&unit) {
+                        out.push_str("\\ufffd");
+                        changed = true;
+                        i += 6;
+                        continue;
                     }
                 }
-                out.push_str(&text[i..i + 2]);
-                i += 2;
+                // The backslash and the whole character it escapes.
+                let end = (i + 1 + utf8_len(bytes[i + 1])).min(bytes.len());
+                out.push_str(text.get(i..end).unwrap_or("\\"));
+                i = end;
                 continue;
             }
             if b == b'"' {
@@ -574,5 +579,80 @@ mod tests {
         assert_eq!(etag(&a), etag(&b));
         assert_ne!(etag(&a), etag(&fields(&[("a", "1"), ("b", "3")])));
         assert_ne!(etag(&fields(&[("ab", "c")])), etag(&fields(&[("a", "bc")])));
+    }
+
+    /// Cells as another client may write them: arbitrary bytes, JSON-ish text dense in escapes,
+    /// quotes and Python tokens, and valid JSON.
+    fn foreign_cell() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..64),
+            "[\"\\\\uéDdcC8a0-9fF NaInfty\\[\\]{}:,.é€😀\\x00-\\x1f]{0,40}".prop_map(String::into_bytes),
+            "\"(\\\\(u[0-9a-fA-F]{0,4}|.)|[^\"\\\\]){0,12}\"".prop_map(String::into_bytes),
+        ]
+    }
+
+    const RECORD_FIELDS: &[&str] = &[
+        "id",
+        "name",
+        "state",
+        "number_of_starts",
+        "number_of_stops",
+        "parent_id",
+        "created",
+        "started",
+        "finished",
+        "node_id",
+        "request_kwargs_repr",
+        "other",
+    ];
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4000))]
+
+        #[test]
+        fn foreign_cells_never_panic(cell in foreign_cell()) {
+            let raw = read_cell("f", &cell);
+            let value = read_value("f", &cell);
+            // Both readers agree on what is JSON.
+            proptest::prop_assert_eq!(raw.is_ok(), value.is_ok());
+            if let Ok(text) = std::str::from_utf8(&cell) {
+                let normalized = normalize_python_json(text);
+                // Strict JSON (lone surrogates aside, which become U+FFFD) stays the same JSON.
+                if let Ok(before) = serde_json::from_str::<Value>(text) {
+                    let after: Value = serde_json::from_str(&normalized).unwrap_or_default();
+                    proptest::prop_assert_eq!(&before, &after);
+                    let compacted: Value = serde_json::from_str(&compact_json(text)).unwrap_or_default();
+                    proptest::prop_assert_eq!(&compacted, &before);
+                }
+            }
+        }
+
+        #[test]
+        fn foreign_records_and_values_never_panic(
+            cells in proptest::collection::vec((proptest::sample::select(RECORD_FIELDS), foreign_cell()), 0..12),
+            names in proptest::collection::vec(".{0,8}", 0..4),
+        ) {
+            let id = ResultId::parse("00000000-0000-4000-8000-000000000009").unwrap();
+            let mut fields: Fields = cells.into_iter().map(|(f, c)| (f.to_owned(), Bytes::from(c))).collect();
+            fields.extend(names.into_iter().map(|n| (n, Bytes::from_static(b"1"))));
+            let _ = decode_record(id, &fields);
+            let renamed: Fields = fields
+                .iter()
+                .enumerate()
+                .map(|(i, (_, v))| (["contents", "encoding", "content_type"][i % 3].to_owned(), v.clone()))
+                .collect();
+            let _ = decode_value(&renamed);
+            let _ = etag(&fields);
+        }
+    }
+
+    #[test]
+    fn an_invalid_escape_before_a_multibyte_character_is_corrupt_not_a_panic() {
+        for cell in ["\"\\é\"", "\"\\uéé\"", "\"\\u12é\"", "\"\\ud800\\uéé\"", "\"a\\"] {
+            assert!(read_cell("name", cell.as_bytes()).is_err(), "{cell}");
+            let id = ResultId::parse("00000000-0000-4000-8000-000000000009").unwrap();
+            assert!(decode_record(id, &fields(&[("name", cell)])).is_err(), "{cell}");
+        }
     }
 }

@@ -150,3 +150,55 @@ async fn pythons_gzip_values_are_passed_through_or_inflated() {
     assert_eq!(r.header("content-encoding"), Some("gzip"));
     assert_eq!(r.body.len(), 61);
 }
+
+/// Another client wrote cells that are not JSON (`"\é"` once panicked the decoder): the record
+/// answers `corrupt-data`, and a listing skips and counts it but lists the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_bytes_are_corrupt_data_and_listings_skip_them() {
+    let app = TestApp::new(Kind::Redis).await;
+    let redis = app.redis();
+    let good = new_id();
+    app.put(&format!("/results/{good}?app=mixed"), json!({})).await;
+    let cells = ["\"\\é\"", "\"\\u12é\"", "\"\\ud800\\uéé\"", "\u{fffd}\\", "\"a\\"];
+    let mut bad = Vec::new();
+    for cell in cells {
+        let id = new_id();
+        redis.cli(&[
+            "HSET",
+            &format!("mixed.mognet.result.{id}"),
+            "id",
+            &format!("\"{id}\""),
+            "name",
+            cell,
+        ]);
+        let r = app.get(&format!("/results/{id}?app=mixed")).await;
+        assert_eq!(
+            (r.status, r.problem_code().as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, "corrupt-data"),
+            "{cell}"
+        );
+        bad.push(id);
+    }
+    let page = app.get("/results?app=mixed&limit=1000").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let listed: Vec<String> = page.json()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        listed,
+        vec![good.clone()],
+        "the readable record is listed, the others skipped"
+    );
+    let metrics = String::from_utf8_lossy(&app.get("/metrics").await.body).into_owned();
+    let skipped = metrics
+        .lines()
+        .find(|l| l.starts_with("resultd_listing_skipped_records_total"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    // The metrics registry is global to the test process: at least this listing's skips.
+    assert!(skipped >= bad.len() as f64, "{skipped}");
+}
