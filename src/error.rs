@@ -180,15 +180,15 @@ impl ApiError {
         .with_limit(limit as u64)
     }
 
-    /// The problem document of this error.
-    pub fn problem(&self) -> Problem {
+    /// The problem document of this error, for the request `request_id`.
+    pub fn problem(&self, request_id: Option<&str>) -> Problem {
         Problem {
             type_: format!("urn:resultd:problem:{}", self.code.as_str()),
             title: self.code.title().to_owned(),
             status: self.code.status().as_u16(),
             detail: self.detail.clone(),
             code: self.code.as_str().to_owned(),
-            request_id: crate::api::middleware::current_request_id(),
+            request_id: request_id.map(str::to_owned),
             current_state: self.current_state.clone(),
             limit: self.limit,
         }
@@ -229,14 +229,34 @@ impl From<StoreError> for ApiError {
     }
 }
 
-/// Logs internal detail of a failed request; the request id ties it to the client's problem.
+/// What an error answer leaves for the request frame, which knows the request: the problem (its
+/// body is written again with the request id) and the detail meant for the log only.
 #[derive(Clone, Debug)]
-pub struct LoggedError(pub String);
+pub struct LoggedError {
+    /// The problem as answered, without a request id.
+    pub problem: Problem,
+    /// Internal detail for the log line, never sent.
+    pub internal: Option<String>,
+}
+
+impl LoggedError {
+    /// The stable code of the answer.
+    pub fn code(&self) -> &str {
+        &self.problem.code
+    }
+
+    /// The problem body with the request id in it.
+    pub fn body_for(&self, request_id: &str) -> Vec<u8> {
+        let mut problem = self.problem.clone();
+        problem.request_id = Some(request_id.to_owned());
+        serde_json::to_vec(&problem).unwrap_or_default()
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.status();
-        let problem = self.problem();
+        let problem = self.problem(None);
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
         let headers = response.headers_mut();
@@ -244,18 +264,10 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
-        if status.is_server_error() {
-            tracing::warn!(
-                code = self.code.as_str(),
-                internal = self.internal.as_deref().unwrap_or(""),
-                "request failed"
-            );
-        } else if let Some(internal) = &self.internal {
-            tracing::debug!(code = self.code.as_str(), internal, "request refused");
-        }
-        response
-            .extensions_mut()
-            .insert(LoggedError(self.code.as_str().to_owned()));
+        response.extensions_mut().insert(LoggedError {
+            problem,
+            internal: self.internal,
+        });
         response
     }
 }

@@ -1,14 +1,18 @@
 //! The per-request frame (id, token, timeout, metrics, access log) and the problem answers
 //! for unknown routes.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::body::Body;
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::header::CONTENT_LENGTH;
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
 
 use crate::api::ApiContext;
 use crate::error::{ApiError, ErrorCode, LoggedError};
@@ -16,13 +20,21 @@ use crate::error::{ApiError, ErrorCode, LoggedError};
 /// The request id header, set on every response and propagated from requests.
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-tokio::task_local! {
-    static REQUEST_ID: String;
-}
+/// The id of a request, in its extensions for the handlers that answer after the frame has
+/// returned (event streams).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
 
-/// The id of the request being handled on this task, if any.
-pub fn current_request_id() -> Option<String> {
-    REQUEST_ID.try_with(Clone::clone).ok()
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(parts
+            .extensions
+            .get::<Self>()
+            .cloned()
+            .unwrap_or_else(|| Self(Arc::from(new_request_id()))))
+    }
 }
 
 /// A fresh id: a per-process random prefix and a counter, unique across replicas.
@@ -36,11 +48,12 @@ fn new_request_id() -> String {
 /// The one middleware every request passes through, outermost, so that it costs one boxed
 /// future per request instead of one per concern.
 ///
-/// Gives the request an id (the client's `x-request-id` when it is sane, else a fresh one), in
-/// scope for everything below it (problem bodies and logs carry it) and echoed on the response;
-/// checks its bearer token; bounds it by the request timeout; and records its metrics and one
-/// debug access-log line (method, route template, status, duration, request id).
-pub async fn frame(State(ctx): State<ApiContext>, request: Request, next: Next) -> Response {
+/// Gives the request an id (the client's `x-request-id` when it is sane, else a fresh one): a
+/// `request` span carries it on every log line of the request, problem bodies carry it, and the
+/// response echoes it; checks its bearer token; bounds it by the request timeout; and records
+/// its metrics, the warning of a failed request and one debug access-log line (method, route
+/// template, status, duration, request id).
+pub async fn frame(State(ctx): State<ApiContext>, mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
         .get(&X_REQUEST_ID)
@@ -52,13 +65,35 @@ pub async fn frame(State(ctx): State<ApiContext>, request: Request, next: Next) 
     let route = request.extensions().get::<MatchedPath>().cloned();
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let started = Instant::now();
-    let mut response = REQUEST_ID.scope(id.clone(), checked(&ctx, request, next)).await;
+    let span = tracing::info_span!("request", request_id = %id);
+    request.extensions_mut().insert(RequestId(Arc::from(id.as_str())));
+    let mut response = checked(&ctx, request, next).instrument(span.clone()).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID.clone(), value);
     }
     let elapsed = started.elapsed();
-    let status = response.status().as_u16();
-    let code = response.extensions().get::<LoggedError>().map(|e| e.0.as_str());
+    let status = response.status();
+    let logged = response.extensions_mut().remove::<LoggedError>();
+    if let Some(logged) = &logged {
+        // The problem names its request: written again with the id, which only the frame knows.
+        *response.body_mut() = Body::from(logged.body_for(&id));
+        response.headers_mut().remove(CONTENT_LENGTH);
+        if status.is_server_error() {
+            span.in_scope(|| {
+                tracing::warn!(
+                    method = %method,
+                    route = %route,
+                    code = logged.code(),
+                    internal = logged.internal.as_deref().unwrap_or(""),
+                    "request failed"
+                );
+            });
+        } else if let Some(internal) = &logged.internal {
+            span.in_scope(|| tracing::debug!(code = logged.code(), internal, "request refused"));
+        }
+    }
+    let code = logged.as_ref().map(LoggedError::code);
+    let status = status.as_u16();
     crate::telemetry::record_request(method.as_str(), route, status, elapsed);
     // An access log line at debug level: opt in with `log.filter = "info,resultd::api=debug"`
     // (at info it costs about a sixth of the throughput of a small GET).

@@ -188,9 +188,7 @@ fn problem_example(code: ErrorCode) -> serde_json::Value {
         ErrorCode::ResultNotReady => ApiError::new(code, example_detail(code)).with_current_state("RUNNING"),
         _ => ApiError::new(code, example_detail(code)),
     };
-    let mut value = serde_json::to_value(error.problem()).unwrap_or_default();
-    value["request_id"] = serde_json::Value::from("5d1c0e7a-17");
-    value
+    serde_json::to_value(error.problem(Some("5d1c0e7a-17"))).unwrap_or_default()
 }
 
 /// A detail as the server writes it for `code`.

@@ -21,6 +21,7 @@ use super::extract::{ClientAddr, JsonBody, Path, Query, app_name, result_id};
 use super::results::{AppParam, ResultBody, not_found};
 use super::wait::{Probe, WaitEnd, wait_until, watch_key};
 use crate::api::ApiContext;
+use crate::api::middleware::RequestId;
 use crate::domain::{AppName, ResultId};
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::store::results::{self, ResultView};
@@ -213,6 +214,8 @@ struct Follow {
     last_etag: Option<String>,
     deadline: Instant,
     finished: bool,
+    /// The request's id: the stream outlives the request frame, so error events carry it.
+    request_id: RequestId,
 }
 
 fn record_event(app: &AppName, view: &ResultView) -> Event {
@@ -233,7 +236,7 @@ async fn next_event(mut f: Follow) -> Option<(Result<Event, Infallible>, Follow)
             Ok(v) => v,
             Err(e) => {
                 f.finished = true;
-                let problem = ApiError::from(e).problem();
+                let problem = ApiError::from(e).problem(Some(&f.request_id.0));
                 let data = serde_json::to_string(&problem).unwrap_or_default();
                 return Some((Ok(Event::default().event("error").data(data)), f));
             }
@@ -289,6 +292,7 @@ pub async fn follow_result(
     Path(raw_id): Path<String>,
     Query(params): Query<AppParam>,
     ClientAddr(client): ClientAddr,
+    request_id: RequestId,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let id = result_id(&raw_id)?;
@@ -311,6 +315,7 @@ pub async fn follow_result(
         last_etag,
         deadline,
         finished: false,
+        request_id,
     };
     let stream: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
         Box::pin(futures::stream::unfold(follow, next_event));
