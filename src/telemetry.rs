@@ -5,7 +5,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `http_requests_total` | counter | `method`, `route` (the route template), `status` |
+//! | `http_requests_total` | counter | `method` (a standard method or `OTHER`), `route` (the route template), `status` |
 //! | `http_request_duration_seconds` | histogram | `method`, `route` |
 //! | `store_call_duration_seconds` | histogram | `op` (the store primitive) |
 //! | `store_errors_total` | counter | `op`, `error` (`unavailable`, `backend`, `corrupt`, `contended`) |
@@ -123,8 +123,27 @@ pub fn count_skipped_record() {
     metrics::counter!("resultd_listing_skipped_records_total").increment(1);
 }
 
-/// Records one answered request.
+/// Most (method, route, status) handle sets kept in the cache.
+///
+/// The labels are bounded already (ten method labels, the route templates, the statuses
+/// resultd answers), so this is only a backstop: past it, requests are recorded through the
+/// recorder's own lookup.
+const MAX_CACHED_REQUEST_LABELS: usize = 2048;
+
+/// The `method` label of a request: one of the nine standard methods, else `OTHER`.
+///
+/// Any token is a valid HTTP method, so labelling the raw name would let clients add metric
+/// series without bound.
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN.into_iter().find(|known| *known == method).unwrap_or("OTHER")
+}
+
+/// Records one answered request (`method` is labelled as [`method_label`] says).
 pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let method = method_label(method);
     if let Some(handles) = request_handles(method, route, status) {
         handles.duration.record(elapsed.as_secs_f64());
         handles.count.increment(1);
@@ -134,7 +153,7 @@ pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration)
 /// The metric handles of one (method, route, status), registered once: looking them up in the
 /// recorder on every request (label strings, hashing, a lock) costs more than the recording.
 struct RequestHandles {
-    method: String,
+    method: &'static str,
     route: String,
     status: u16,
     duration: metrics::Histogram,
@@ -142,12 +161,14 @@ struct RequestHandles {
 }
 
 /// The cached handles for a request's labels; `None` until the recorder is installed.
-fn request_handles(method: &str, route: &str, status: u16) -> Option<std::sync::Arc<RequestHandles>> {
+fn request_handles(method: &'static str, route: &str, status: u16) -> Option<std::sync::Arc<RequestHandles>> {
     use std::collections::HashMap;
     use std::hash::{Hash, Hasher};
+    use std::sync::atomic::AtomicUsize;
     use std::sync::{Arc, PoisonError, RwLock};
     type Cache = RwLock<HashMap<u64, Vec<Arc<RequestHandles>>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
+    static CACHED: AtomicUsize = AtomicUsize::new(0);
     let cache = CACHE.get_or_init(Cache::default);
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     (method, route, status).hash(&mut hasher);
@@ -167,6 +188,16 @@ fn request_handles(method: &str, route: &str, status: u16) -> Option<std::sync::
     if let Some(found) = bucket.iter().find(same) {
         return Some(Arc::clone(found));
     }
+    let handles = Arc::new(register_request_handles(method, route, status));
+    if CACHED.load(Ordering::Relaxed) < MAX_CACHED_REQUEST_LABELS {
+        CACHED.fetch_add(1, Ordering::Relaxed);
+        bucket.push(Arc::clone(&handles));
+    }
+    Some(handles)
+}
+
+/// Looks up (registering on first use) the recorder's handles for one request's labels.
+fn register_request_handles(method: &'static str, route: &str, status: u16) -> RequestHandles {
     let labels = [("method", method.to_owned()), ("route", route.to_owned())];
     let duration = metrics::histogram!("resultd_http_request_duration_seconds", &labels);
     let labels = [
@@ -175,15 +206,13 @@ fn request_handles(method: &str, route: &str, status: u16) -> Option<std::sync::
         ("status", status.to_string()),
     ];
     let count = metrics::counter!("resultd_http_requests_total", &labels);
-    let handles = Arc::new(RequestHandles {
-        method: method.to_owned(),
+    RequestHandles {
+        method,
         route: route.to_owned(),
         status,
         duration,
         count,
-    });
-    bucket.push(Arc::clone(&handles));
-    Some(handles)
+    }
 }
 
 /// Runs one store call, recording its latency and, when it fails, the kind of its error

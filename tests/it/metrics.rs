@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 
 use crate::on_both_stores;
-use crate::support::{Kind, TestApp, new_id};
+use crate::support::{Kind, LiveServer, TestApp, new_id, test_settings};
 
 async fn metrics_count_requests_by_route_template(kind: Kind) {
     let app = TestApp::new(kind).await;
@@ -53,4 +53,72 @@ async fn unknown_routes_are_labelled_unmatched() {
     let text = String::from_utf8(app.get("/metrics").await.body.to_vec()).unwrap();
     assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
     assert!(!text.contains("/no/such/route/xyz"));
+}
+
+/// Sends one request with `method` over the live server and answers nothing (any status).
+async fn send_method(client: &reqwest::Client, url: &str, method: &str) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    client.request(method, url).send().await.unwrap();
+}
+
+async fn scrape(client: &reqwest::Client, server: &LiveServer) -> String {
+    client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_methods_share_one_other_label_and_add_no_series() {
+    let server = LiveServer::start(Kind::Memory, test_settings()).await;
+    let client = reqwest::Client::new();
+    let odd = |i: usize| format!("ODDMETHOD{i}X");
+    // Warm up: the OTHER series of both routes exist, and /metrics itself has been counted.
+    for i in 0..5 {
+        send_method(&client, &server.url("/health/live"), &odd(i)).await;
+        send_method(&client, &server.url("/no/such/route"), &odd(i)).await;
+    }
+    let before = scrape(&client, &server).await;
+    let before = scrape(&client, &server).await.len().max(before.len());
+    for i in 5..205 {
+        let path = if i % 2 == 0 { "/health/live" } else { "/no/such/route" };
+        send_method(&client, &server.url(path), &odd(i)).await;
+    }
+    // A standard method keeps its own label.
+    send_method(&client, &server.url("/health/live"), "DELETE").await;
+    let text = scrape(&client, &server).await;
+    assert!(
+        text.contains(r#"resultd_http_requests_total{method="OTHER",route="/health/live""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"resultd_http_requests_total{method="OTHER",route="unmatched""#),
+        "{text}"
+    );
+    assert!(text.contains(r#"method="DELETE",route="/health/live""#), "{text}");
+    assert!(
+        !text.to_ascii_uppercase().contains("ODDMETHOD"),
+        "an odd method became a label: {text}"
+    );
+    // Counts grow a digit or two; 200 new series would add about 3 KB each.
+    let grown = text.len().saturating_sub(before);
+    assert!(grown < 4096, "/metrics grew by {grown} bytes over 200 odd methods");
+    server.stop().await;
+}
+
+#[test]
+fn only_the_standard_methods_are_labelled_by_name() {
+    use resultd::telemetry::method_label;
+    for m in [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+    ] {
+        assert_eq!(method_label(m), m);
+    }
+    for m in ["get", "PROPFIND", "BREW", "", "GETX"] {
+        assert_eq!(method_label(m), "OTHER", "{m}");
+    }
 }
