@@ -154,6 +154,10 @@ pub struct ServerSettings {
     pub request_timeout_ms: u64,
     /// Shutdown grace period in ms.
     pub shutdown_grace_ms: u64,
+    /// Longest wait in ms for a complete request head; also closes idle keep-alive connections.
+    pub header_read_timeout_ms: u64,
+    /// Most connections open at once; past it new ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 /// Logging.
@@ -313,6 +317,15 @@ impl Settings {
                 "must be positive: a Redis outage must answer 503 in bounded time",
             );
         }
+        if self.server.header_read_timeout_ms == 0 {
+            return invalid(
+                "server.header_read_timeout_ms",
+                "must be positive: a client that sends no request must not hold a connection forever",
+            );
+        }
+        if self.server.max_connections == 0 {
+            return invalid("server.max_connections", "must be positive");
+        }
         if self.redis.pool_size == 0 {
             return invalid("redis.pool_size", "must be positive");
         }
@@ -440,6 +453,21 @@ mod tests {
         assert!(err.contains("compression.level"), "{err}");
         let f = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string("store = \"mysql://x\""));
         assert!(Settings::from_figment(f).unwrap_err().to_string().contains("store"));
+    }
+
+    #[test]
+    fn connection_limits_default_and_must_be_positive() {
+        let s = Settings::defaults().unwrap();
+        assert_eq!(s.server.header_read_timeout_ms, 10_000);
+        assert_eq!(s.server.max_connections, 10_000);
+        for (toml, key) in [
+            ("[server]\nheader_read_timeout_ms = 0", "server.header_read_timeout_ms"),
+            ("[server]\nmax_connections = 0", "server.max_connections"),
+        ] {
+            let f = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(toml));
+            let err = Settings::from_figment(f).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
     }
 
     #[test]

@@ -42,7 +42,8 @@ pub async fn serve(listener: TcpListener, ctx: ApiContext) {
     let shutdown = ctx.shutdown_token().clone();
     let grace = Duration::from_millis(ctx.settings().server.shutdown_grace_ms);
     let store = ctx.store().clone();
-    let server = crate::connections::serve(listener, app(ctx), shutdown.clone());
+    let limits = crate::connections::ConnectionLimits::from_settings(&ctx.settings().server);
+    let server = crate::connections::serve(listener, app(ctx), limits, shutdown.clone());
     let mut server = std::pin::pin!(server);
     tokio::select! {
         () = &mut server => {}
