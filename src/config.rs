@@ -116,6 +116,9 @@ pub struct WaitSettings {
     pub max_waiters: usize,
     /// Most waits held at once per client address.
     pub max_waiters_per_client: usize,
+    /// Most result ids one client address waits on at once, over all its waits (a multi-wait
+    /// counts each of its ids).
+    pub max_watched_ids_per_client: usize,
 }
 
 /// Per-app state behaviour.
@@ -310,6 +313,12 @@ impl Settings {
         }
         if self.wait.max_waiters == 0 || self.wait.max_waiters_per_client == 0 {
             return invalid("wait.max_waiters", "must be positive");
+        }
+        if self.wait.max_watched_ids_per_client < 1000 {
+            return invalid(
+                "wait.max_watched_ids_per_client",
+                "must be at least 1000, the ids of one multi-wait",
+            );
         }
         if self.redis.command_timeout_ms == 0 {
             return invalid(

@@ -41,6 +41,7 @@ impl ApiContext {
                 waits: Arc::new(WaitLimiter::new(
                     settings.wait.max_waiters,
                     settings.wait.max_waiters_per_client,
+                    settings.wait.max_watched_ids_per_client,
                 )),
                 auth: Authenticator::new(&settings.auth),
                 metrics: crate::telemetry::metrics_handle(),

@@ -101,34 +101,45 @@ pub fn wait_request(
     Ok(None)
 }
 
-/// Caps on held waits, global and per client address.
+/// Caps on held waits, global and per client address, and on the ids one client watches.
 #[derive(Default)]
 pub struct WaitLimiter {
-    held: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    held: Mutex<Held>,
     max_total: usize,
     max_per_client: usize,
+    max_ids_per_client: usize,
+}
+
+/// What is held now: waits in all, and per client its waits and watched ids.
+#[derive(Default)]
+struct Held {
+    total: usize,
+    clients: HashMap<IpAddr, (usize, usize)>,
 }
 
 /// A held wait slot; dropping it frees the slot.
 pub struct WaitSlot {
     limiter: Arc<WaitLimiter>,
     client: Option<IpAddr>,
+    ids: usize,
 }
 
 impl WaitLimiter {
     /// A limiter with the given caps.
-    pub fn new(max_total: usize, max_per_client: usize) -> Self {
+    pub fn new(max_total: usize, max_per_client: usize, max_ids_per_client: usize) -> Self {
         Self {
-            held: Mutex::new((0, HashMap::new())),
+            held: Mutex::new(Held::default()),
             max_total,
             max_per_client,
+            max_ids_per_client,
         }
     }
 
-    /// Takes a slot, or answers 503 (server full) / 429 (this client holds too many).
-    pub fn acquire(self: &Arc<Self>, client: Option<IpAddr>) -> Result<WaitSlot, ApiError> {
+    /// Takes a slot for a wait on `ids` results, or answers 503 (server full) / 429 (this
+    /// client holds too many waits, or watches too many ids).
+    pub fn acquire(self: &Arc<Self>, client: Option<IpAddr>, ids: usize) -> Result<WaitSlot, ApiError> {
         let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
-        if held.0 >= self.max_total {
+        if held.total >= self.max_total {
             return Err(ApiError::new(
                 ErrorCode::WaitersExhausted,
                 format!("the server already holds {} waits", self.max_total),
@@ -136,39 +147,56 @@ impl WaitLimiter {
             .with_retry_after(1));
         }
         if let Some(ip) = client {
-            let n = held.1.entry(ip).or_insert(0);
-            if *n >= self.max_per_client {
+            let (waits, watched) = held.clients.entry(ip).or_insert((0, 0));
+            if *waits >= self.max_per_client {
                 return Err(ApiError::new(
                     ErrorCode::TooManyWaiters,
                     format!("this client already holds {} waits", self.max_per_client),
                 )
                 .with_retry_after(1));
             }
-            *n += 1;
+            if *watched + ids > self.max_ids_per_client {
+                let watched = *watched;
+                if watched == 0 {
+                    held.clients.remove(&ip);
+                }
+                return Err(ApiError::new(
+                    ErrorCode::TooManyWaiters,
+                    format!(
+                        "this client already waits on {watched} ids; {ids} more would pass the limit of {}",
+                        self.max_ids_per_client
+                    ),
+                )
+                .with_retry_after(1));
+            }
+            *waits += 1;
+            *watched += ids;
         }
-        held.0 += 1;
+        held.total += 1;
         Ok(WaitSlot {
             limiter: Arc::clone(self),
             client,
+            ids,
         })
     }
 
     /// Waits held now.
     pub fn held(&self) -> usize {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner).0
+        self.held.lock().unwrap_or_else(PoisonError::into_inner).total
     }
 }
 
 impl Drop for WaitSlot {
     fn drop(&mut self) {
         let mut held = self.limiter.held.lock().unwrap_or_else(PoisonError::into_inner);
-        held.0 = held.0.saturating_sub(1);
+        held.total = held.total.saturating_sub(1);
         if let Some(ip) = self.client
-            && let Some(n) = held.1.get_mut(&ip)
+            && let Some((waits, watched)) = held.clients.get_mut(&ip)
         {
-            *n -= 1;
-            if *n == 0 {
-                held.1.remove(&ip);
+            *waits = waits.saturating_sub(1);
+            *watched = watched.saturating_sub(self.ids);
+            if *waits == 0 {
+                held.clients.remove(&ip);
             }
         }
     }
@@ -239,7 +267,7 @@ pub fn watch_key(
     if ctx.shutdown_token().is_cancelled() {
         return Err(ApiError::new(ErrorCode::ShuttingDown, "the server is shutting down").with_retry_after(1));
     }
-    let slot = ctx.wait_limiter().acquire(client)?;
+    let slot = ctx.wait_limiter().acquire(client, keys.len())?;
     let hub = ctx.store().changes();
     Ok((slot, keys.iter().map(|k| hub.watch(k)).collect()))
 }

@@ -133,6 +133,7 @@ async fn waits_past_the_cap_are_refused(kind: Kind) {
 }
 
 on_both_stores!(
+    one_client_cannot_watch_more_ids_than_its_cap,
     a_held_wait_keeps_a_small_future,
     a_done_result_answers_a_wait_at_once,
     a_wait_is_woken_by_completion,
@@ -562,3 +563,156 @@ async fn a_held_wait_keeps_a_small_future(kind: Kind) {
     let size = std::mem::size_of_val(&wait);
     assert!(size <= 4096, "GET /results/{{id}}?wait= holds a {size}-byte future");
 }
+
+/// Commands Redis has processed so far.
+fn redis_commands(redis: &crate::support::RedisServer) -> u64 {
+    redis
+        .cli(&["INFO", "stats"])
+        .lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Many multi-waits over many ids: one change re-reads that one id per waiter, not all of them
+/// (this once turned one PATCH into ~225 000 Redis commands).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_costs_each_multi_wait_one_read_of_the_changed_id() {
+    const WAITERS: usize = 20;
+    const IDS: usize = 500;
+    let mut settings = crate::support::test_settings();
+    settings.wait.max_watched_ids_per_client = WAITERS * IDS;
+    let redis = crate::support::RedisServer::start();
+    let store = resultd::store::Store::Redis(
+        resultd::store::RedisStore::connect(&redis.url(), &settings.redis)
+            .await
+            .unwrap(),
+    );
+    let server = crate::support::LiveServer::over(store, None, settings).await;
+    let client = reqwest::Client::new();
+    let ids: Vec<String> = (0..IDS).map(|_| new_id()).collect();
+    for chunk in ids.chunks(50) {
+        let puts = chunk.iter().map(|id| {
+            client
+                .put(server.url(&format!("/results/{id}")))
+                .json(&json!({}))
+                .send()
+        });
+        for r in futures::future::join_all(puts).await {
+            assert_eq!(r.unwrap().status(), StatusCode::CREATED);
+        }
+    }
+    let mut waits = Vec::new();
+    for _ in 0..WAITERS {
+        let (c, url, body) = (
+            client.clone(),
+            server.url("/results/wait"),
+            json!({"ids": ids, "mode": "all", "timeout": 30}),
+        );
+        waits.push(tokio::spawn(async move { c.post(url).json(&body).send().await }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.ctx.wait_limiter().held() < WAITERS {
+        assert!(Instant::now() < deadline, "the waits were not all held");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The waits' first readings (taken after their slots) have all landed once Redis is quiet.
+    let mut before = redis_commands(&redis);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = redis_commands(&redis);
+        if now - before <= 2 {
+            before = now;
+            break;
+        }
+        assert!(Instant::now() < deadline + Duration::from_secs(20), "Redis never went quiet");
+        before = now;
+    }
+    let r = client
+        .patch(server.url(&format!("/results/{}", ids[7])))
+        .json(&json!({"node_id": "w-1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let spent = redis_commands(&redis) - before;
+    // The PATCH itself, the INFO calls, and one small read per waiter: far below a read of
+    // every id by every waiter (WAITERS × IDS = 10 000).
+    assert!(
+        spent <= (WAITERS * 4 + 20) as u64,
+        "one change cost {spent} Redis commands"
+    );
+    // Still held, and woken for real: completing every id answers all of them.
+    assert_eq!(server.ctx.wait_limiter().held(), WAITERS);
+    for chunk in ids.chunks(50) {
+        let puts = chunk.iter().map(|id| {
+            client
+                .put(server.url(&format!("/results/{id}/value?state=SUCCESS")))
+                .json(&json!(1))
+                .send()
+        });
+        for r in futures::future::join_all(puts).await {
+            assert_eq!(r.unwrap().status(), StatusCode::OK);
+        }
+    }
+    for w in waits {
+        let r = tokio::time::timeout(Duration::from_secs(15), w)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let out: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(out["satisfied"], true);
+        assert_eq!(out["done"].as_array().unwrap().len(), IDS);
+    }
+    println!("one PATCH under {WAITERS} multi-waits of {IDS} ids: {spent} Redis commands");
+    server.stop().await;
+}
+
+async fn one_client_cannot_watch_more_ids_than_its_cap(kind: Kind) {
+    let mut settings = crate::support::test_settings();
+    settings.wait.max_watched_ids_per_client = 1500;
+    let server = crate::support::LiveServer::start(kind, settings).await;
+    let client = reqwest::Client::new();
+    let ids = |n: usize| (0..n).map(|_| new_id()).collect::<Vec<_>>();
+    let first = {
+        let (c, url, body) = (
+            client.clone(),
+            server.url("/results/wait"),
+            json!({"ids": ids(1000), "timeout": 2}),
+        );
+        tokio::spawn(async move { c.post(url).json(&body).send().await.unwrap().status() })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.ctx.wait_limiter().held() < 1 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = client
+        .post(server.url("/results/wait"))
+        .json(&json!({"ids": ids(600), "timeout": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["code"], "too-many-waiters");
+    let r = client
+        .post(server.url("/results/wait"))
+        .json(&json!({"ids": ids(500), "timeout": 0.2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "within the cap");
+    assert_eq!(first.await.unwrap(), StatusCode::OK);
+    // The ids are given back when the wait ends.
+    let r = client
+        .post(server.url("/results/wait"))
+        .json(&json!({"ids": ids(1000), "timeout": 0.2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    server.stop().await;
+}
+
