@@ -35,6 +35,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
+mod parse_errors;
+
 /// How the accept loop treats connections.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
@@ -155,7 +157,7 @@ async fn serve_connection(
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(parse_errors::ProblemAnswers::new(stream)), service);
     let mut conn = std::pin::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,

@@ -204,6 +204,8 @@ fn example_detail(code: ErrorCode) -> &'static str {
         ErrorCode::InvalidHeader => "Prefer: wait= must be a number of seconds",
         ErrorCode::InvalidJson => "invalid body: EOF while parsing a value at line 1 column 8",
         ErrorCode::MalformedRequest => "the body could not be read: error reading a body from connection",
+        ErrorCode::UriTooLong => "the request target is longer than the server parses",
+        ErrorCode::HeadersTooLarge => "the request head is larger than the server's read buffer",
         ErrorCode::InvalidBody => "invalid body: invalid type: string \"x\", expected i64 at line 1 column 23",
         ErrorCode::InvalidCursor => "the cursor is not one this server handed out",
         ErrorCode::UnsupportedMediaType => "expected Content-Type application/json, got \"text/plain\"",

@@ -97,6 +97,8 @@ async fn something_that_is_not_http_gets_400_and_a_close() {
     stream.write_all(b"HELLO THERE\r\n\r\n").await.unwrap();
     let head = read_head(&mut stream).await;
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(head.contains("application/problem+json"), "{head}");
+    read_body(&mut stream, &head).await;
     assert!(closed_by_server(&mut stream).await);
     // HTTP/2 with prior knowledge is not spoken: the connection is closed.
     let mut h2 = TcpStream::connect(server.addr()).await.unwrap();

@@ -268,3 +268,49 @@ async fn accept_encoding_weights_decide_gzip() {
         );
     }
 }
+
+#[tokio::test]
+async fn requests_the_parser_refuses_get_problems_too() {
+    let live = LiveServer::start(Kind::Memory, test_settings()).await;
+    let many_headers: String = (0..120).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let long_uri = format!("/results/{}", "a".repeat(70_000));
+    let cases = [
+        ("GARBAGE\r\n\r\n".to_owned(), "400", "malformed-request"),
+        (
+            "GET /health/live HTTP/1.1\r\nHost: x\r\nbad header\r\n\r\n".to_owned(),
+            "400",
+            "malformed-request",
+        ),
+        (
+            format!("GET /health/live HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n"),
+            "431",
+            "headers-too-large",
+        ),
+        (
+            format!("GET {long_uri} HTTP/1.1\r\nHost: x\r\n\r\n"),
+            "414",
+            "uri-too-long",
+        ),
+    ];
+    for (bytes, status, code) in cases {
+        let answer = raw_exchange(&live, bytes.as_bytes()).await;
+        let what = &bytes[..bytes.len().min(40)];
+        assert!(answer.starts_with(&format!("HTTP/1.1 {status} ")), "{what}: {answer}");
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("{what}: {answer}"));
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/problem+json"),
+            "{head}"
+        );
+        assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+        let problem: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert_eq!(problem["code"], code, "{what}");
+        assert_eq!(problem["status"].to_string(), status);
+    }
+    // The server keeps serving, and its own answers are untouched.
+    let r = reqwest::get(live.url("/health/live")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    live.stop().await;
+}

@@ -625,7 +625,10 @@ async fn a_change_costs_each_multi_wait_one_read_of_the_changed_id() {
             before = now;
             break;
         }
-        assert!(Instant::now() < deadline + Duration::from_secs(20), "Redis never went quiet");
+        assert!(
+            Instant::now() < deadline + Duration::from_secs(20),
+            "Redis never went quiet"
+        );
         before = now;
     }
     let r = client
@@ -715,4 +718,3 @@ async fn one_client_cannot_watch_more_ids_than_its_cap(kind: Kind) {
     assert_eq!(r.status(), StatusCode::OK);
     server.stop().await;
 }
-
