@@ -79,10 +79,17 @@ error_codes! {
     TooManyWaiters = ("too-many-waiters", TOO_MANY_REQUESTS, "This client holds too many waits"),
     WaitersExhausted = ("waiters-exhausted", SERVICE_UNAVAILABLE, "The server holds as many waits as it may"),
     StoreUnavailable = ("store-unavailable", SERVICE_UNAVAILABLE, "The store did not answer in time"),
+    StoreFull = ("store-full", INSUFFICIENT_STORAGE, "The store is full; nothing was written"),
+    StoreReadOnly = ("store-read-only", SERVICE_UNAVAILABLE, "The store accepts no writes right now; nothing was written"),
+    StorePermissionDenied = ("store-permission-denied", INTERNAL_SERVER_ERROR, "The store refused a command to resultd's user"),
     ShuttingDown = ("shutting-down", SERVICE_UNAVAILABLE, "The server is shutting down"),
     CorruptData = ("corrupt-data", INTERNAL_SERVER_ERROR, "Stored data cannot be read"),
     Internal = ("internal", INTERNAL_SERVER_ERROR, "Internal error"),
 }
+
+/// `Retry-After` of `store-full`: memory is freed by expiring keys or an operator, not in a
+/// second.
+pub const STORE_FULL_RETRY_AFTER_SECS: u64 = 5;
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -214,6 +221,23 @@ impl From<StoreError> for ApiError {
             )
             .with_retry_after(1)
             .with_internal(e.to_string()),
+            StoreError::Full(_) => Self::new(
+                ErrorCode::StoreFull,
+                "the store is out of memory and refused the write before any effect; retry later",
+            )
+            .with_retry_after(STORE_FULL_RETRY_AFTER_SECS)
+            .with_internal(e.to_string()),
+            StoreError::ReadOnly(_) => Self::new(
+                ErrorCode::StoreReadOnly,
+                "the store accepts no writes right now (a failover?) and nothing was written; retry later",
+            )
+            .with_retry_after(1)
+            .with_internal(e.to_string()),
+            StoreError::Denied(_) => Self::new(
+                ErrorCode::StorePermissionDenied,
+                "the store refused a command to resultd's user; see the server log",
+            )
+            .with_internal(e.to_string()),
             StoreError::Corrupt { .. } => {
                 Self::new(ErrorCode::CorruptData, "stored data cannot be read; see the server log")
                     .with_internal(e.to_string())
@@ -294,5 +318,24 @@ mod tests {
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
         assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
+
+    #[test]
+    fn a_full_store_is_507_store_full_with_retry_after() {
+        let e = ApiError::from(StoreError::Full("OOM command not allowed".into()));
+        assert_eq!(e.code(), ErrorCode::StoreFull);
+        let r = e.into_response();
+        assert_eq!(r.status(), StatusCode::INSUFFICIENT_STORAGE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "5");
+    }
+
+    #[test]
+    fn a_read_only_store_is_503_with_retry_after_and_a_denied_command_500() {
+        let r = ApiError::from(StoreError::ReadOnly("READONLY".into())).into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let e = ApiError::from(StoreError::Denied("NOPERM".into()));
+        assert_eq!(e.code(), ErrorCode::StorePermissionDenied);
+        assert_eq!(e.into_response().status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }

@@ -234,6 +234,11 @@ fn example_detail(code: ErrorCode) -> &'static str {
         ErrorCode::TooManyWaiters => "this client already holds 1000 waits",
         ErrorCode::WaitersExhausted => "the server already holds 10000 waits",
         ErrorCode::StoreUnavailable => "the store did not answer in time; retry later",
+        ErrorCode::StoreFull => "the store is out of memory and refused the write before any effect; retry later",
+        ErrorCode::StoreReadOnly => {
+            "the store accepts no writes right now (a failover?) and nothing was written; retry later"
+        }
+        ErrorCode::StorePermissionDenied => "the store refused a command to resultd's user; see the server log",
         ErrorCode::ShuttingDown => "the server is shutting down",
         ErrorCode::CorruptData => "stored data cannot be read; see the server log",
         ErrorCode::Internal => "internal error; see the server log",

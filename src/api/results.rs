@@ -477,7 +477,10 @@ pub async fn get_result(
         (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "`store-full`: Redis is at `maxmemory` (with `noeviction`) and refused the write before any effect; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn put_result(
@@ -543,7 +546,10 @@ pub(crate) fn illegal(e: &crate::domain::TransitionError) -> ApiError {
         (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "`store-full`: Redis is at `maxmemory` (with `noeviction`) and refused the write before any effect; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn patch_result(
@@ -575,7 +581,8 @@ pub async fn patch_result(
         (status = 204, description = "Deleted"),
         (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-query`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`result-not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_result(

@@ -389,8 +389,10 @@ pub async fn get_state(
         (status = 413, description = "`payload-too-large`: over `limits.body_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`: not a JSON object, or an empty one", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`corrupt-data`: a stored field is not JSON; `internal`: the key is not a hash", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`corrupt-data`: a stored field is not JSON; `internal`: the key is not a hash; `store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "`store-full`: Redis is at `maxmemory` (with `noeviction`) and refused the write before any effect; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn put_state(
@@ -435,8 +437,10 @@ pub async fn put_state(
         (status = 413, description = "`payload-too-large`: over `limits.body_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`: not a JSON object", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`corrupt-data`: a stored field is not JSON; `internal`: the key is not a hash", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`corrupt-data`: a stored field is not JSON; `internal`: the key is not a hash; `store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "`store-full`: Redis is at `maxmemory` (with `noeviction`) and refused the write before any effect; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn patch_state(
@@ -475,7 +479,8 @@ pub async fn patch_state(
         (status = 204, description = "Deleted"),
         (status = 400, description = "`invalid-app`, `invalid-state-key`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`state-not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_state(
@@ -536,8 +541,10 @@ pub async fn get_state_field(
         (status = 412, description = "`precondition-failed`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload-too-large`: over `limits.body_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`corrupt-data`: a stored field is not JSON; `internal`: the key is not a hash", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`corrupt-data`: a stored field is not JSON; `internal`: the key is not a hash; `store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "`store-full`: Redis is at `maxmemory` (with `noeviction`) and refused the write before any effect; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn put_state_field(
@@ -572,8 +579,8 @@ pub async fn put_state_field(
         (status = 200, description = "Removed; the field's JSON document. Removing the last field deletes the state; otherwise its TTL is set again, as mognet's `pop` does", body = serde_json::Value, example = json!(7)),
         (status = 400, description = "`invalid-app`, `invalid-state-key`, `invalid-state-field`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`state-not-found`, `state-field-not-found`", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`corrupt-data`: the field is not JSON; `internal`: the key is not a hash", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`corrupt-data`: the field is not JSON; `internal`: the key is not a hash; `store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_state_field(
@@ -638,8 +645,10 @@ fn not_incrementable(field: &StateField, stored: &[u8]) -> ApiError {
         (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`: not `{\"by\": <64-bit integer>}`", body = Problem, content_type = "application/problem+json"),
-        (status = 500, description = "`internal`: the key is not a hash", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`: the key is not a hash; `store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "`store-full`: Redis is at `maxmemory` (with `noeviction`) and refused the write before any effect; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn increment_state_field(

@@ -377,7 +377,10 @@ fn checked_holder(raw: &[u8]) -> Result<String, ApiError> {
         (status = 413, description = "`payload-too-large`: over `limits.value_body_bytes`, or inflating past the cap", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`: a holder of a refused type or shape", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 507, description = "`store-full`: Redis is at `maxmemory` (with `noeviction`) and refused the write before any effect; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn put_result_value(

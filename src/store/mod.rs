@@ -127,6 +127,16 @@ pub enum StoreError {
     /// The store cannot be reached or did not answer in time.
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The store is out of memory (Redis `OOM`: `maxmemory` reached under `noeviction`); the
+    /// write was refused before any effect.
+    #[error("store full: {0}")]
+    Full(String),
+    /// The store accepts no writes (Redis `READONLY`: a replica); the write had no effect.
+    #[error("store read-only: {0}")]
+    ReadOnly(String),
+    /// The store's user may not run a command it needs (Redis `NOPERM`).
+    #[error("store permission denied: {0}")]
+    Denied(String),
     /// The store answered with an error that is not about reachability.
     #[error("store error: {0}")]
     Backend(String),
@@ -144,10 +154,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// The error's kind as a metric label: `unavailable`, `backend`, `corrupt` or `contended`.
+    /// The error's kind as a metric label: `unavailable`, `full`, `read-only`, `denied`,
+    /// `backend`, `corrupt` or `contended`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Unavailable(_) => "unavailable",
+            Self::Full(_) => "full",
+            Self::ReadOnly(_) => "read-only",
+            Self::Denied(_) => "denied",
             Self::Backend(_) => "backend",
             Self::Corrupt { .. } => "corrupt",
             Self::Contended(_) => "contended",

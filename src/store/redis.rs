@@ -31,6 +31,17 @@ use super::{
 };
 use crate::config::RedisSettings;
 
+// A full Redis (`maxmemory` with `noeviction`): every script that writes opens with a `#!lua`
+// shebang and no `allow-oom` flag, so Redis refuses it with `OOM` before it runs, whatever it
+// would write. Without the shebang Redis only checks memory at the script's first
+// memory-growing command, and a script that first ran `DEL` (not such a command) could then
+// grow the data set past the limit unchecked. A shebang script on a read-only replica is
+// refused with `READONLY` the same way, before any effect. Keys are always passed in `KEYS`,
+// as shebang scripts on a Cluster require.
+//
+// `READ_HASH` and `POP_FIELD` keep the old form: they only refresh a TTL and remove a field
+// (`PEXPIRE`, `HDEL`, which Redis allows under `OOM`), so a read keeps answering while the store
+// is full, and so does a delete, which is how space is made again.
 const READ_HASH: &str = r"
 local ttl = tonumber(ARGV[1])
 if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
@@ -40,7 +51,7 @@ table.insert(h, 1, redis.call('PTTL', KEYS[1]))
 return h
 ";
 
-const UPSERT_HASH: &str = r"
+const UPSERT_HASH: &str = r"#!lua
 local ttl = tonumber(ARGV[1])
 local before = false
 if redis.call('EXISTS', KEYS[1]) == 1 then
@@ -63,7 +74,7 @@ if before then before[1] = redis.call('PTTL', KEYS[1]) end
 return before
 ";
 
-const WRITE_HASHES: &str = r"
+const WRITE_HASHES: &str = r"#!lua
 local pos = 1
 local writes = {}
 local function num() local v = tonumber(ARGV[pos]); pos = pos + 1; return v end
@@ -107,13 +118,17 @@ end
 return 0
 ";
 
-const INCREMENT: &str = r"
+const INCREMENT: &str = r"#!lua
 local ok, v = pcall(redis.call, 'HINCRBY', KEYS[1], ARGV[1], ARGV[2])
 if not ok then
-  local msg = tostring(v.err or v)
-  if string.find(msg, 'WRONGTYPE') then return redis.error_reply(msg) end
-  if string.find(msg, 'overflow') then return {'overflow'} end
-  return {'nan', redis.call('HGET', KEYS[1], ARGV[1])}
+  -- Only HINCRBY's own two refusals are answers; any other error (WRONGTYPE, NOPERM, …)
+  -- goes back to the caller as the error it is.
+  local msg = type(v) == 'table' and tostring(v.err) or tostring(v)
+  if string.find(msg, 'hash value is not an integer', 1, true) then
+    return {'nan', redis.call('HGET', KEYS[1], ARGV[1])}
+  end
+  if string.find(msg, 'increment or decrement would overflow', 1, true) then return {'overflow'} end
+  return redis.error_reply(msg)
 end
 if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 -- Lua numbers are doubles, exact only to 2^53: answer the stored text instead of v.
@@ -127,7 +142,7 @@ if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return v
 ";
 
-const ADD_TO_SET: &str = r"
+const ADD_TO_SET: &str = r"#!lua
 local ttl = tonumber(ARGV[1])
 local j = 2
 while j <= #ARGV do
@@ -141,7 +156,7 @@ if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1
 ";
 
-const GUARD_HOLDS: &str = r"
+const GUARD_HOLDS: &str = r"#!lua flags=no-writes
 local kind = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 if kind == 1 then return redis.call('EXISTS', KEYS[1]) == 0 and 1 or 0 end
@@ -209,11 +224,26 @@ fn ttl_ms(ttl: Option<Duration>) -> i64 {
     ttl.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1))
 }
 
-/// Maps a fred error: reachability and authentication problems are `Unavailable` (503, the
-/// detail goes to the log), the rest `Backend`.
+/// Maps a fred error: a full Redis is `Full` (507), a read-only replica `ReadOnly` (503), a
+/// command the ACL user may not run `Denied` (500); reachability, authentication and
+/// transient states (`LOADING`, `BUSY`, `MASTERDOWN`, …) are `Unavailable` (503); the rest
+/// `Backend`. The detail goes to the log.
 fn map_err(e: &Error) -> StoreError {
+    // A script's error may carry its own prefix after the script's name; the code is the
+    // reply's first word either way.
     let details = e.details();
-    let transient = ["LOADING", "READONLY", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "BUSY"];
+    let code = details.split_whitespace().next().unwrap_or("");
+    let transient = ["LOADING", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "BUSY"];
+    match code {
+        "OOM" => return StoreError::Full(e.to_string()),
+        "READONLY" => return StoreError::ReadOnly(e.to_string()),
+        "NOPERM" => return StoreError::Denied(e.to_string()),
+        _ => {}
+    }
+    // Inside a script, an ACL refusal reads `ERR The user executing the script can't run …`.
+    if details.contains("user executing the script can't run") {
+        return StoreError::Denied(e.to_string());
+    }
     match e.kind() {
         ErrorKind::IO
         | ErrorKind::Timeout
@@ -1082,5 +1112,48 @@ impl ResultStore for RedisStore {
 
     fn changes(&self) -> &ChangeHub {
         &self.inner.changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn class(reply: &str) -> &'static str {
+        map_err(&Error::new(ErrorKind::Unknown, reply.to_owned())).kind()
+    }
+
+    #[test]
+    fn redis_error_replies_map_to_stable_store_errors() {
+        assert_eq!(class("OOM command not allowed when used memory > 'maxmemory'."), "full");
+        assert_eq!(
+            class("READONLY You can't write against a read only replica."),
+            "read-only"
+        );
+        assert_eq!(
+            class("READONLY You can't write against a read only replica. script: 0123, on @user_script:3."),
+            "read-only"
+        );
+        assert_eq!(
+            class("NOPERM this user has no permissions to run the 'evalsha' command"),
+            "denied"
+        );
+        assert_eq!(
+            class("ERR The user executing the script can't run this command or subcommand"),
+            "denied"
+        );
+        for transient in [
+            "LOADING Redis is loading the dataset in memory",
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
+            "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.",
+            "TRYAGAIN Multiple keys request during rehashing of slot",
+        ] {
+            assert_eq!(class(transient), "unavailable", "{transient}");
+        }
+        assert_eq!(
+            map_err(&Error::new(ErrorKind::Auth, "WRONGPASS invalid username-password pair")).kind(),
+            "unavailable"
+        );
+        assert_eq!(class("ERR unknown command"), "backend");
     }
 }

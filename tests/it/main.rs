@@ -18,6 +18,7 @@ mod redis_layout;
 mod results;
 mod startup;
 mod state;
+mod store_errors;
 mod support;
 mod topologies;
 mod tour;
