@@ -74,6 +74,7 @@ error_codes! {
     StateNotFound = ("state-not-found", NOT_FOUND, "No state with this key"),
     StateFieldNotFound = ("state-field-not-found", NOT_FOUND, "No such field in this state"),
     StateNotInteger = ("state-not-integer", CONFLICT, "The stored field is not an integer"),
+    IdempotencyKeyReused = ("idempotency-key-reused", UNPROCESSABLE_ENTITY, "The Idempotency-Key was used for a different request"),
     IncrementOverflow = ("increment-overflow", CONFLICT, "The increment would overflow a 64-bit integer"),
     RequestTimeout = ("request-timeout", REQUEST_TIMEOUT, "The request took longer than the limit"),
     TooManyWaiters = ("too-many-waiters", TOO_MANY_REQUESTS, "This client holds too many waits"),

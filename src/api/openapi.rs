@@ -229,6 +229,9 @@ fn example_detail(code: ErrorCode) -> &'static str {
         ErrorCode::StateNotFound => "no state invoices in app billing",
         ErrorCode::StateFieldNotFound => "no field counter in state invoices of app billing",
         ErrorCode::StateNotInteger => "field counter holds \"ten\", not an integer",
+        ErrorCode::IdempotencyKeyReused => {
+            "this Idempotency-Key was used for a different increment of this state (another field or amount); use a new key for a new request"
+        }
         ErrorCode::IncrementOverflow => "field counter would overflow a 64-bit integer",
         ErrorCode::RequestTimeout => "the request took longer than 30000 ms",
         ErrorCode::TooManyWaiters => "this client already holds 1000 waits",

@@ -45,7 +45,7 @@ use crate::error::{ApiError, ErrorCode, Problem};
 use crate::policy::TtlKind;
 use crate::store::app_state::{self, StateView, StateWrite};
 use crate::store::codec::compact_json;
-use crate::store::{IncrementOutcome, keys};
+use crate::store::{IncrementOutcome, Once, OnceOutcome, ResultStore, keys};
 
 /// The response header with the state's remaining TTL in seconds (absent when it never expires).
 pub const TTL_HEADER: &str = "x-ttl";
@@ -390,7 +390,7 @@ pub async fn get_state(
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`: not a JSON object, or an empty one", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "`corrupt-data`: a stored field is not JSON; `internal`: the key is not a hash; `store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`: Redis did not answer in time, so the write may or may not have been applied (see docs/operations.md); `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "`store-full`: Redis is at `maxmemory` (with `noeviction`) and refused the write before any effect; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json",
          headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
@@ -438,7 +438,7 @@ pub async fn put_state(
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`: not a JSON object", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "`corrupt-data`: a stored field is not JSON; `internal`: the key is not a hash; `store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`: Redis did not answer in time, so the write may or may not have been applied (see docs/operations.md); `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "`store-full`: Redis is at `maxmemory` (with `noeviction`) and refused the write before any effect; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json",
          headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
@@ -480,7 +480,7 @@ pub async fn patch_state(
         (status = 400, description = "`invalid-app`, `invalid-state-key`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`state-not-found`", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "`store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`: Redis did not answer in time, so the write may or may not have been applied (see docs/operations.md); `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_state(
@@ -542,7 +542,7 @@ pub async fn get_state_field(
         (status = 413, description = "`payload-too-large`: over `limits.body_bytes`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "`corrupt-data`: a stored field is not JSON; `internal`: the key is not a hash; `store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`: Redis did not answer in time, so the write may or may not have been applied (see docs/operations.md); `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "`store-full`: Redis is at `maxmemory` (with `noeviction`) and refused the write before any effect; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json",
          headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
@@ -580,7 +580,7 @@ pub async fn put_state_field(
         (status = 400, description = "`invalid-app`, `invalid-state-key`, `invalid-state-field`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`state-not-found`, `state-field-not-found`", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "`corrupt-data`: the field is not JSON; `internal`: the key is not a hash; `store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`: Redis did not answer in time, so the write may or may not have been applied (see docs/operations.md); `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn delete_state_field(
@@ -630,23 +630,59 @@ fn not_incrementable(field: &StateField, stored: &[u8]) -> ApiError {
     )
 }
 
+/// The response header set on an answer replayed for a repeated `Idempotency-Key`.
+pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// How long an `Idempotency-Key` is remembered for a state that never expires.
+pub const IDEMPOTENCY_TTL_WITHOUT_EXPIRY: Duration = Duration::from_secs(24 * 3600);
+
+/// The longest `Idempotency-Key` accepted, in bytes.
+const IDEMPOTENCY_KEY_MAX: usize = 255;
+
+/// The `Idempotency-Key` header, as the hex SHA-256 of its value (so any text the client picks
+/// makes a fixed-size, harmless store key).
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    use sha2::Digest;
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    let visible = |b: &u8| (0x21..=0x7e).contains(b);
+    if values.next().is_some() || bytes.is_empty() || bytes.len() > IDEMPOTENCY_KEY_MAX || !bytes.iter().all(visible) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidHeader,
+            format!("Idempotency-Key must be one value of 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
+        ));
+    }
+    Ok(Some(hex::encode(sha2::Sha256::digest(bytes))))
+}
+
 /// Adds to an integer field atomically; a missing field (or state) counts as 0.
+///
+/// With an `Idempotency-Key` header the increment is applied at most once per key and state:
+/// the key is remembered with the new value in the same atomic step, for the state's TTL
+/// (24 hours when the state never expires), and a retry with the same key, field and amount
+/// answers the first answer's value (with `idempotent-replayed: true`) without adding again.
+/// Retry a 503 or a lost answer with the same key; a new increment needs a new key.
 #[utoipa::path(
     post, path = "/state/{app}/{key}/{field}/increment", tag = "state",
     params(("app" = String, Path, description = "The mognet app", pattern = "^[A-Za-z0-9_.:-]{1,128}$"), ("key" = String, Path, description = "The state key", pattern = "^[A-Za-z0-9_.:-]{1,200}$"),
            ("field" = String, Path, description = "The field: 1 to 256 characters of text without control characters (percent-encode it)", pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,256}$"),
-           WriteStateParams),
+           WriteStateParams,
+           ("Idempotency-Key" = Option<String>, Header, description = "Apply the increment at most once for this key (1 to 255 visible ASCII characters): a retry with the same key, field and amount answers the first answer's value without adding again. Remembered for the state's TTL (24 hours when it never expires)")),
     request_body(content = Option<IncrementBody>, description = "`{\"by\": n}`; an empty body adds 1", example = json!({"by": 5})),
     responses(
         (status = 200, description = "The new value; the field stays a plain JSON integer", body = IncrementResult,
-         headers(("x-ttl" = i64, description = "Seconds until the state expires"))),
-        (status = 400, description = "`invalid-app`, `invalid-state-key`, `invalid-state-field`, `invalid-query`, `invalid-json`, `malformed-request`", body = Problem, content_type = "application/problem+json"),
+         headers(("x-ttl" = i64, description = "Seconds until the state expires"),
+                 ("idempotent-replayed" = String, description = "`true` when the answer is the remembered answer of an earlier request with the same `Idempotency-Key`; nothing was added"))),
+        (status = 400, description = "`invalid-app`, `invalid-state-key`, `invalid-state-field`, `invalid-query`, `invalid-json`, `malformed-request`, `invalid-header` (a bad `Idempotency-Key`)", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`state-not-integer` (the detail names the stored JSON type: string, float, object, array, bool, null), `increment-overflow`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-body`: not `{\"by\": <64-bit integer>}`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-body`: not `{\"by\": <64-bit integer>}`; `idempotency-key-reused`: the `Idempotency-Key` was used for another field or amount of this state", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "`internal`: the key is not a hash; `store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`: Redis did not answer in time, so the increment may or may not have been applied: retry with the same `Idempotency-Key` to have it applied once; `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "`store-full`: Redis is at `maxmemory` (with `noeviction`) and refused the write before any effect; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json",
          headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
@@ -655,8 +691,10 @@ pub async fn increment_state_field(
     State(ctx): State<ApiContext>,
     FieldPath { app, key, field }: FieldPath,
     Query(params): Query<WriteStateParams>,
+    headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
+    let idempotency_key = idempotency_key(&headers)?;
     let by = if body.0.iter().all(u8::is_ascii_whitespace) || body.0.trim_ascii() == b"null" {
         1
     } else {
@@ -677,12 +715,44 @@ pub async fn increment_state_field(
     };
     let ttl = ctx.ttl().for_write(TtlKind::State, params.ttl);
     let skey = keys::state(&app, &key);
-    match app_state::increment(ctx.store(), &skey, field.as_str(), by, ttl).await? {
-        IncrementOutcome::Value(value) => {
-            let mut response = axum::Json(IncrementResult { value }).into_response();
-            set_ttl(&mut response, ttl_seconds(ttl));
-            Ok(response)
+    let answer = |value: i64| {
+        let mut response = axum::Json(IncrementResult { value }).into_response();
+        set_ttl(&mut response, ttl_seconds(ttl));
+        response
+    };
+    let outcome = match idempotency_key {
+        None => app_state::increment(ctx.store(), &skey, field.as_str(), by, ttl).await?,
+        Some(client_key) => {
+            let once = Once {
+                key: keys::idempotency(&app, &skey, &client_key),
+                fingerprint: format!("increment\n{}\n{by}", field.as_str()),
+                ttl: ttl.unwrap_or(IDEMPOTENCY_TTL_WITHOUT_EXPIRY),
+            };
+            match ctx
+                .store()
+                .increment_once(&skey, field.as_str(), by, ttl, &once)
+                .await?
+            {
+                OnceOutcome::Ran(outcome) => outcome,
+                OnceOutcome::Replayed(value) => {
+                    let mut response = answer(value);
+                    response
+                        .headers_mut()
+                        .insert(IDEMPOTENT_REPLAYED_HEADER, HeaderValue::from_static("true"));
+                    return Ok(response);
+                }
+                OnceOutcome::Reused => {
+                    return Err(ApiError::new(
+                        ErrorCode::IdempotencyKeyReused,
+                        "this Idempotency-Key was used for a different increment of this state \
+                         (another field or amount); use a new key for a new request",
+                    ));
+                }
+            }
         }
+    };
+    match outcome {
+        IncrementOutcome::Value(value) => Ok(answer(value)),
         IncrementOutcome::NotInteger(stored) => Err(not_incrementable(&field, &stored)),
         IncrementOutcome::Overflow => Err(ApiError::new(
             ErrorCode::IncrementOverflow,

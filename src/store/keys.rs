@@ -7,6 +7,7 @@
 //! | `{app}.mognet.result.{id}/metadata` | hash of JSON cells |
 //! | `{app}.mognet.result.{id}/children` | set of 16-byte ids |
 //! | `{app}.mognet.state.{key}` | hash of JSON cells |
+//! | `{app}.resultd.idem.{{target}}.{hash}` | resultd's own: hash `fingerprint`, `value` of a write made under an `Idempotency-Key` |
 //!
 //! The app is used verbatim and ids are the canonical lowercase hyphenated form, because Python
 //! readers build keys from `str(uuid)`. No hash tags: a mognet key must stay byte-identical, so on
@@ -37,6 +38,15 @@ pub fn children(app: &AppName, id: &ResultId) -> String {
 /// The state hash key.
 pub fn state(app: &AppName, key: &StateKey) -> String {
     format!("{app}.mognet.state.{key}")
+}
+
+/// The key that remembers a write to `target` made under a client's `Idempotency-Key`.
+///
+/// `{app}.resultd.idem.{target}.{key_hash}` (`key_hash`: hex): resultd's own key, not mognet's.
+/// The braces are a hash tag, so on a Cluster it lives in `target`'s slot and the write and its
+/// record stay one script.
+pub fn idempotency(app: &AppName, target: &str, key_hash: &str) -> String {
+    format!("{app}.resultd.idem.{{{target}}}.{key_hash}")
 }
 
 /// The `SCAN MATCH` pattern of an app's result hashes (it also matches their subkeys).

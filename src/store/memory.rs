@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::{
-    ChangeHub, Fields, Guard, HashSnapshot, HashWrite, IncrementOutcome, ResultStore, StoreError, WriteOutcome,
+    ChangeHub, Fields, Guard, HashSnapshot, HashWrite, IncrementOutcome, Once, OnceOutcome, ResultStore, StoreError,
+    WriteOutcome,
 };
 
 enum Data {
@@ -173,6 +174,47 @@ fn snapshot(entry: &Entry, now: Instant) -> Option<HashSnapshot> {
     }
 }
 
+/// Adds `by` to an integer field under the lock (a missing field counts as 0), as `HINCRBY`.
+fn increment_in(
+    keys: &mut Keys,
+    key: &str,
+    field: &str,
+    by: i64,
+    ttl: Option<Duration>,
+    now: Instant,
+) -> Result<IncrementOutcome, StoreError> {
+    if keys.live(key, now).is_none() {
+        keys.map.insert(
+            key.to_owned(),
+            Entry {
+                data: Data::Hash(BTreeMap::new()),
+                expires_at: None,
+            },
+        );
+    }
+    let Some(h) = keys.hash(key, now) else {
+        return Err(StoreError::Backend(format!("{key} is not a hash")));
+    };
+    let current = match h.get(field) {
+        None => 0,
+        Some(v) => match std::str::from_utf8(v).ok().and_then(redis_integer) {
+            Some(n) => n,
+            None => {
+                let stored = v.clone();
+                keys.drop_if_empty(key);
+                return Ok(IncrementOutcome::NotInteger(stored));
+            }
+        },
+    };
+    let Some(next) = current.checked_add(by) else {
+        keys.drop_if_empty(key);
+        return Ok(IncrementOutcome::Overflow);
+    };
+    h.insert(field.to_owned(), Bytes::from(next.to_string()));
+    keys.expire(key, ttl, now);
+    Ok(IncrementOutcome::Value(next))
+}
+
 impl ResultStore for MemoryStore {
     async fn read_hash(&self, key: &str, refresh: Option<Duration>) -> Result<Option<HashSnapshot>, StoreError> {
         let now = Instant::now();
@@ -282,42 +324,57 @@ impl ResultStore for MemoryStore {
         by: i64,
         ttl: Option<Duration>,
     ) -> Result<IncrementOutcome, StoreError> {
+        let outcome = increment_in(&mut self.keys(), key, field, by, ttl, Instant::now())?;
+        if matches!(outcome, IncrementOutcome::Value(_)) {
+            self.notify([key]);
+        }
+        Ok(outcome)
+    }
+
+    async fn increment_once(
+        &self,
+        key: &str,
+        field: &str,
+        by: i64,
+        ttl: Option<Duration>,
+        once: &Once,
+    ) -> Result<OnceOutcome, StoreError> {
         let now = Instant::now();
         let outcome = {
             let mut keys = self.keys();
-            if keys.live(key, now).is_none() {
+            if let Some(seen) = keys.hash(&once.key, now) {
+                let same = seen
+                    .get("fingerprint")
+                    .is_some_and(|f| f == once.fingerprint.as_bytes());
+                let value = seen
+                    .get("value")
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(|v| v.parse().ok());
+                return Ok(match (same, value) {
+                    (true, Some(v)) => OnceOutcome::Replayed(v),
+                    _ => OnceOutcome::Reused,
+                });
+            }
+            let outcome = increment_in(&mut keys, key, field, by, ttl, now)?;
+            if let IncrementOutcome::Value(v) = outcome {
+                let record = BTreeMap::from([
+                    ("fingerprint".to_owned(), Bytes::from(once.fingerprint.clone())),
+                    ("value".to_owned(), Bytes::from(v.to_string())),
+                ]);
                 keys.map.insert(
-                    key.to_owned(),
+                    once.key.clone(),
                     Entry {
-                        data: Data::Hash(BTreeMap::new()),
-                        expires_at: None,
+                        data: Data::Hash(record),
+                        expires_at: Some(now + once.ttl),
                     },
                 );
             }
-            let Some(h) = keys.hash(key, now) else {
-                return Err(StoreError::Backend(format!("{key} is not a hash")));
-            };
-            let current = match h.get(field) {
-                None => 0,
-                Some(v) => match std::str::from_utf8(v).ok().and_then(redis_integer) {
-                    Some(n) => n,
-                    None => {
-                        let stored = v.clone();
-                        keys.drop_if_empty(key);
-                        return Ok(IncrementOutcome::NotInteger(stored));
-                    }
-                },
-            };
-            let Some(next) = current.checked_add(by) else {
-                keys.drop_if_empty(key);
-                return Ok(IncrementOutcome::Overflow);
-            };
-            h.insert(field.to_owned(), Bytes::from(next.to_string()));
-            keys.expire(key, ttl, now);
-            IncrementOutcome::Value(next)
+            outcome
         };
-        self.notify([key]);
-        Ok(outcome)
+        if matches!(outcome, IncrementOutcome::Value(_)) {
+            self.notify([key]);
+        }
+        Ok(OnceOutcome::Ran(outcome))
     }
 
     async fn pop_field(&self, key: &str, field: &str, ttl: Option<Duration>) -> Result<Option<Bytes>, StoreError> {

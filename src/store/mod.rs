@@ -121,6 +121,29 @@ pub enum IncrementOutcome {
     Overflow,
 }
 
+/// A client's idempotency key for a write: the write is remembered under `key` (with the
+/// request's `fingerprint`, for `ttl`) in the same atomic step, and a repeat is answered from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Once {
+    /// The store key that remembers the write.
+    pub key: String,
+    /// What the request asked for; a repeat that asks for something else is refused.
+    pub fingerprint: String,
+    /// How long the write is remembered.
+    pub ttl: Duration,
+}
+
+/// What an increment under an idempotency key did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnceOutcome {
+    /// The key was new: the increment ran (and is remembered when it was applied).
+    Ran(IncrementOutcome),
+    /// The key was used before for the same request: nothing ran; the first answer's value.
+    Replayed(i64),
+    /// The key was used before for a different request: nothing ran.
+    Reused,
+}
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -208,6 +231,18 @@ pub trait ResultStore: Send + Sync {
         by: i64,
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<IncrementOutcome, StoreError>> + Send;
+
+    /// [`ResultStore::increment`] at most once per [`Once`] key: the increment and its record
+    /// under the key are one atomic step, so a retry of a request whose answer was lost is
+    /// answered, not applied again. Only an applied increment is remembered.
+    fn increment_once(
+        &self,
+        key: &str,
+        field: &str,
+        by: i64,
+        ttl: Option<Duration>,
+        once: &Once,
+    ) -> impl Future<Output = Result<OnceOutcome, StoreError>> + Send;
 
     /// Removes a field and returns its value, resetting the TTL (mognet's state `pop`).
     fn pop_field(
@@ -308,6 +343,19 @@ impl ResultStore for Store {
     ) -> Result<IncrementOutcome, StoreError> {
         instrumented("increment", async {
             dispatch!(self, s => s.increment(key, field, by, ttl))
+        })
+        .await
+    }
+    async fn increment_once(
+        &self,
+        key: &str,
+        field: &str,
+        by: i64,
+        ttl: Option<Duration>,
+        once: &Once,
+    ) -> Result<OnceOutcome, StoreError> {
+        instrumented("increment_once", async {
+            dispatch!(self, s => s.increment_once(key, field, by, ttl, once))
         })
         .await
     }

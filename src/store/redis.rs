@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::codec::etag;
 use super::{
-    ChangeHub, Fields, Guard, HashSnapshot, HashWrite, IncrementOutcome, ResultStore, StoreError, WriteOutcome,
+    ChangeHub, Fields, Guard, HashSnapshot, HashWrite, IncrementOutcome, Once, OnceOutcome, ResultStore, StoreError,
+    WriteOutcome,
 };
 use crate::config::RedisSettings;
 
@@ -118,7 +119,16 @@ end
 return 0
 ";
 
+// With a second key, the increment is done at most once for it: the key remembers the request's
+// fingerprint and the new value (ARGV[4], for ARGV[5] ms), and a repeat is answered from it.
 const INCREMENT: &str = r"#!lua
+if #KEYS == 2 then
+  local seen = redis.call('HMGET', KEYS[2], 'fingerprint', 'value')
+  if seen[1] then
+    if seen[1] == ARGV[4] and seen[2] then return {'replay', seen[2]} end
+    return {'reused'}
+  end
+end
 local ok, v = pcall(redis.call, 'HINCRBY', KEYS[1], ARGV[1], ARGV[2])
 if not ok then
   -- Only HINCRBY's own two refusals are answers; any other error (WRONGTYPE, NOPERM, …)
@@ -132,7 +142,12 @@ if not ok then
 end
 if tonumber(ARGV[3]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
 -- Lua numbers are doubles, exact only to 2^53: answer the stored text instead of v.
-return {'ok', redis.call('HGET', KEYS[1], ARGV[1])}
+local stored = redis.call('HGET', KEYS[1], ARGV[1])
+if #KEYS == 2 then
+  redis.call('HSET', KEYS[2], 'fingerprint', ARGV[4], 'value', stored)
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+return {'ok', stored}
 ";
 
 const POP_FIELD: &str = r"
@@ -320,6 +335,25 @@ fn decode_snapshot(v: Value) -> Result<Option<HashSnapshot>, StoreError> {
         fields,
         ttl_ms: (pttl >= 0).then_some(pttl),
     }))
+}
+
+/// Decodes the increment script's `{tag, value}` reply.
+fn decode_increment(reply: Value) -> Result<OnceOutcome, StoreError> {
+    let unexpected = || StoreError::Backend("unexpected increment reply".to_owned());
+    let Value::Array(items) = reply else {
+        return Err(unexpected());
+    };
+    let mut it = items.into_iter();
+    let tag = it.next().map(string_of).unwrap_or_default();
+    let integer = |v: Value| string_of(v).parse::<i64>().map_err(|_| unexpected());
+    Ok(match (tag.as_str(), it.next()) {
+        ("ok", Some(v)) => OnceOutcome::Ran(IncrementOutcome::Value(integer(v)?)),
+        ("overflow", _) => OnceOutcome::Ran(IncrementOutcome::Overflow),
+        ("nan", v) => OnceOutcome::Ran(IncrementOutcome::NotInteger(v.map(bytes_of).unwrap_or_default())),
+        ("replay", Some(v)) => OnceOutcome::Replayed(integer(v)?),
+        ("reused", _) => OnceOutcome::Reused,
+        _ => return Err(unexpected()),
+    })
 }
 
 fn push_write_args(args: &mut Vec<Value>, w: &HashWrite) {
@@ -1004,21 +1038,34 @@ impl ResultStore for RedisStore {
                 vec![Value::from(field), Value::Integer(by), Value::Integer(ttl_ms(ttl))],
             )
             .await?;
-        let Value::Array(items) = reply else {
-            return Err(StoreError::Backend("unexpected increment reply".to_owned()));
-        };
-        let mut it = items.into_iter();
-        let tag = it.next().map(string_of).unwrap_or_default();
-        Ok(match (tag.as_str(), it.next()) {
-            ("ok", Some(v)) => IncrementOutcome::Value(
-                string_of(v)
-                    .parse()
-                    .map_err(|_| StoreError::Backend("unexpected increment reply".to_owned()))?,
-            ),
-            ("overflow", _) => IncrementOutcome::Overflow,
-            ("nan", v) => IncrementOutcome::NotInteger(v.map(bytes_of).unwrap_or_default()),
-            _ => return Err(StoreError::Backend("unexpected increment reply".to_owned())),
-        })
+        match decode_increment(reply)? {
+            OnceOutcome::Ran(outcome) => Ok(outcome),
+            _ => Err(StoreError::Backend("unexpected increment reply".to_owned())),
+        }
+    }
+
+    async fn increment_once(
+        &self,
+        key: &str,
+        field: &str,
+        by: i64,
+        ttl: Option<Duration>,
+        once: &Once,
+    ) -> Result<OnceOutcome, StoreError> {
+        let reply = self
+            .eval(
+                &self.inner.scripts.increment,
+                vec![key.to_owned(), once.key.clone()],
+                vec![
+                    Value::from(field),
+                    Value::Integer(by),
+                    Value::Integer(ttl_ms(ttl)),
+                    Value::from(once.fingerprint.as_str()),
+                    Value::Integer(ttl_ms(Some(once.ttl))),
+                ],
+            )
+            .await?;
+        decode_increment(reply)
     }
 
     async fn pop_field(&self, key: &str, field: &str, ttl: Option<Duration>) -> Result<Option<Bytes>, StoreError> {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use resultd::store::{Guard, HashWrite, IncrementOutcome, ResultStore, WriteOutcome};
+use resultd::store::{Guard, HashWrite, IncrementOutcome, Once, OnceOutcome, ResultStore, WriteOutcome};
 
 use crate::on_all_stores;
 use crate::support::{Kind, store};
@@ -304,6 +304,49 @@ async fn writes_wake_the_waiters_of_their_key(kind: Kind) {
         .expect("woken");
 }
 
+async fn increments_under_an_idempotency_key_apply_once(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    // The record's key carries the state's key as a hash tag: same Cluster slot.
+    let once = |fingerprint: &str| Once {
+        key: "c.resultd.idem.{c.o}.k1".to_owned(),
+        fingerprint: fingerprint.to_owned(),
+        ttl: Duration::from_secs(100),
+    };
+    let ttl = Some(Duration::from_secs(100));
+    assert_eq!(
+        s.increment_once("c.o", "n", 4, ttl, &once("n+4")).await.unwrap(),
+        OnceOutcome::Ran(IncrementOutcome::Value(4))
+    );
+    assert_eq!(
+        s.increment("c.o", "n", 1, ttl).await.unwrap(),
+        IncrementOutcome::Value(5)
+    );
+    assert_eq!(
+        s.increment_once("c.o", "n", 4, ttl, &once("n+4")).await.unwrap(),
+        OnceOutcome::Replayed(4)
+    );
+    assert_eq!(
+        s.increment_once("c.o", "n", 3, ttl, &once("n+3")).await.unwrap(),
+        OnceOutcome::Reused
+    );
+    let snap = s.read_hash("c.o", None).await.unwrap().unwrap();
+    assert_eq!(snap.fields, fields(&[("n", "5")]));
+    // A refused increment is not remembered.
+    s.write_hashes(&[HashWrite::set("c.o".into(), fields(&[("s", "\"x\"")]), None)])
+        .await
+        .unwrap();
+    let other = Once {
+        key: "c.resultd.idem.{c.o}.k2".to_owned(),
+        ..once("s+1")
+    };
+    assert_eq!(
+        s.increment_once("c.o", "s", 1, ttl, &other).await.unwrap(),
+        OnceOutcome::Ran(IncrementOutcome::NotInteger(Bytes::from("\"x\"")))
+    );
+    assert_eq!(s.read_hash(&other.key, None).await.unwrap(), None);
+}
+
 on_all_stores!(
     several_hashes_read_in_one_call,
     upserts_tell_what_was_there,
@@ -311,6 +354,7 @@ on_all_stores!(
     guards_decide_whether_a_batch_is_written,
     replace_and_remove_reshape_a_hash,
     increments_are_integers_and_refuse_overflow,
+    increments_under_an_idempotency_key_apply_once,
     concurrent_increments_lose_nothing,
     pop_returns_and_removes_a_field,
     sets_hold_binary_members,

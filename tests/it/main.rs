@@ -7,6 +7,7 @@ mod clients;
 mod conformance;
 mod connections;
 mod hostile;
+mod idempotency;
 mod interop;
 mod listing;
 mod logging;

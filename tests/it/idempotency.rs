@@ -1,0 +1,128 @@
+//! `Idempotency-Key` on state increments: a retry of a request whose answer was lost (a 503
+//! after a timeout, a dropped connection) is answered, not applied again.
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::on_both_stores;
+use crate::support::{Kind, TestApp, TestResponse};
+
+fn new_key() -> String {
+    format!("idem:{}", uuid::Uuid::new_v4())
+}
+
+async fn increment(app: &TestApp, uri: &str, by: i64, key: Option<&str>) -> TestResponse {
+    let headers: Vec<(&str, &str)> = key.map(|k| ("idempotency-key", k)).into_iter().collect();
+    app.call(Method::POST, uri, Some(json!({"by": by})), &headers).await
+}
+
+async fn increment_with_the_same_idempotency_key_is_applied_once_and_answered_the_same(kind: Kind) {
+    let app = TestApp::new(kind).await;
+    let state = format!("/state/test/{}", new_key());
+    let uri = format!("{state}/count/increment");
+    let first = increment(&app, &uri, 5, Some("retry-me-1")).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.json(), json!({"value": 5}));
+    assert_eq!(first.header("idempotent-replayed"), None);
+    for _ in 0..3 {
+        let again = increment(&app, &uri, 5, Some("retry-me-1")).await;
+        assert_eq!(again.status, StatusCode::OK);
+        assert_eq!(again.json(), json!({"value": 5}), "the first answer");
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!(again.header("x-ttl"), first.header("x-ttl"));
+    }
+    assert_eq!(app.get(&state).await.json(), json!({"count": 5}), "applied once");
+    // Another key is another request; so is a request without a key.
+    assert_eq!(
+        increment(&app, &uri, 5, Some("retry-me-2")).await.json(),
+        json!({"value": 10})
+    );
+    assert_eq!(increment(&app, &uri, 5, None).await.json(), json!({"value": 15}));
+    assert_eq!(increment(&app, &uri, 5, None).await.json(), json!({"value": 20}));
+    // The same key on another state is that state's own.
+    let other = format!("/state/test/{}/count/increment", new_key());
+    assert_eq!(
+        increment(&app, &other, 5, Some("retry-me-1")).await.json(),
+        json!({"value": 5})
+    );
+}
+
+async fn increment_with_a_reused_idempotency_key_for_another_request_answers_422(kind: Kind) {
+    let app = TestApp::new(kind).await;
+    let state = format!("/state/test/{}", new_key());
+    let uri = format!("{state}/count/increment");
+    assert_eq!(increment(&app, &uri, 2, Some("k")).await.json(), json!({"value": 2}));
+    for (uri, by) in [(uri.clone(), 3), (format!("{state}/other/increment"), 2)] {
+        let r = increment(&app, &uri, by, Some("k")).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{uri} by {by}");
+        assert_eq!(r.problem_code(), "idempotency-key-reused");
+    }
+    assert_eq!(
+        app.get(&state).await.json(),
+        json!({"count": 2}),
+        "nothing else was added"
+    );
+}
+
+async fn increment_that_was_refused_is_not_remembered_under_its_idempotency_key(kind: Kind) {
+    let app = TestApp::new(kind).await;
+    let state = format!("/state/test/{}", new_key());
+    assert_eq!(
+        app.put(&state, json!({"count": "ten"})).await.status,
+        StatusCode::CREATED
+    );
+    let uri = format!("{state}/count/increment");
+    let r = increment(&app, &uri, 1, Some("after-fix")).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.problem_code(), "state-not-integer");
+    assert_eq!(
+        app.put(&format!("{state}/count"), json!(10)).await.status,
+        StatusCode::OK
+    );
+    let r = increment(&app, &uri, 1, Some("after-fix")).await;
+    assert_eq!(r.json(), json!({"value": 11}), "applied: the refusal changed nothing");
+    assert_eq!(r.header("idempotent-replayed"), None);
+}
+
+async fn increment_with_a_malformed_idempotency_key_answers_400(kind: Kind) {
+    let app = TestApp::new(kind).await;
+    let uri = format!("/state/test/{}/count/increment", new_key());
+    let long = "x".repeat(256);
+    for key in ["", "has space", long.as_str()] {
+        let r = increment(&app, &uri, 1, Some(key)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{key:?}");
+        assert_eq!(r.problem_code(), "invalid-header");
+    }
+    assert_eq!(
+        increment(&app, &uri, 1, Some(&"x".repeat(255))).await.status,
+        StatusCode::OK
+    );
+}
+
+on_both_stores!(
+    increment_with_the_same_idempotency_key_is_applied_once_and_answered_the_same,
+    increment_with_a_reused_idempotency_key_for_another_request_answers_422,
+    increment_that_was_refused_is_not_remembered_under_its_idempotency_key,
+    increment_with_a_malformed_idempotency_key_answers_400,
+);
+
+#[tokio::test]
+async fn idempotency_record_lives_in_the_state_slot_under_the_app_for_the_state_ttl() {
+    use sha2::Digest;
+    let app = TestApp::new(Kind::Redis).await;
+    let key = new_key();
+    let uri = format!("/state/test/{key}/count/increment?ttl=600");
+    assert_eq!(increment(&app, &uri, 7, Some("slot")).await.json(), json!({"value": 7}));
+    let state_key = format!("test.mognet.state.{key}");
+    let hash = hex::encode(sha2::Sha256::digest(b"slot"));
+    let record = format!("test.resultd.idem.{{{state_key}}}.{hash}");
+    let redis = app.redis();
+    assert_eq!(redis.cli(&["HGET", &record, "value"]), "7");
+    let pttl: i64 = redis.cli(&["PTTL", &record]).parse().unwrap();
+    assert!((590_000..=600_000).contains(&pttl), "record PTTL {pttl}");
+    // A Cluster keeps the increment and its record in one script: same slot.
+    assert_eq!(
+        fred::util::redis_keyslot(record.as_bytes()),
+        fred::util::redis_keyslot(state_key.as_bytes())
+    );
+}
