@@ -314,3 +314,31 @@ pub fn if_none_match(headers: &HeaderMap) -> Vec<String> {
 pub fn matches_any(tags: &[String], etag: &str) -> bool {
     tags.iter().any(|t| t == "*" || t == etag)
 }
+
+/// The response header set on an answer replayed for a repeated `Idempotency-Key`.
+pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
+
+/// How long an `Idempotency-Key` is remembered for a state that never expires.
+pub const IDEMPOTENCY_TTL_WITHOUT_EXPIRY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// The longest `Idempotency-Key` accepted, in bytes.
+const IDEMPOTENCY_KEY_MAX: usize = 255;
+
+/// The `Idempotency-Key` header, as the hex SHA-256 of its value (so any text the client picks
+/// makes a fixed-size, harmless store key).
+pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    use sha2::Digest;
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let bytes = value.as_bytes();
+    let visible = |b: &u8| (0x21..=0x7e).contains(b);
+    if values.next().is_some() || bytes.is_empty() || bytes.len() > IDEMPOTENCY_KEY_MAX || !bytes.iter().all(visible) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidHeader,
+            format!("Idempotency-Key must be one value of 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
+        ));
+    }
+    Ok(Some(hex::encode(sha2::Sha256::digest(bytes))))
+}

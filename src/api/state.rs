@@ -35,7 +35,8 @@ use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{
-    ClientAddr, JsonBody, Query, if_none_match, matches_any, object_changes, object_members, write_precondition,
+    ClientAddr, IDEMPOTENCY_TTL_WITHOUT_EXPIRY, IDEMPOTENT_REPLAYED_HEADER, JsonBody, Query, idempotency_key,
+    if_none_match, matches_any, object_changes, object_members, write_precondition,
 };
 use super::results::precondition_failed;
 use super::wait::{Probe, WaitEnd, WaitRequest, wait_request, wait_until, watch_key};
@@ -628,34 +629,6 @@ fn not_incrementable(field: &StateField, stored: &[u8]) -> ApiError {
         ErrorCode::StateNotInteger,
         format!("field {:?} holds a JSON {kind}, not an integer", field.as_str()),
     )
-}
-
-/// The response header set on an answer replayed for a repeated `Idempotency-Key`.
-pub const IDEMPOTENT_REPLAYED_HEADER: &str = "idempotent-replayed";
-
-/// How long an `Idempotency-Key` is remembered for a state that never expires.
-pub const IDEMPOTENCY_TTL_WITHOUT_EXPIRY: Duration = Duration::from_secs(24 * 3600);
-
-/// The longest `Idempotency-Key` accepted, in bytes.
-const IDEMPOTENCY_KEY_MAX: usize = 255;
-
-/// The `Idempotency-Key` header, as the hex SHA-256 of its value (so any text the client picks
-/// makes a fixed-size, harmless store key).
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    use sha2::Digest;
-    let mut values = headers.get_all("idempotency-key").iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    let bytes = value.as_bytes();
-    let visible = |b: &u8| (0x21..=0x7e).contains(b);
-    if values.next().is_some() || bytes.is_empty() || bytes.len() > IDEMPOTENCY_KEY_MAX || !bytes.iter().all(visible) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidHeader,
-            format!("Idempotency-Key must be one value of 1 to {IDEMPOTENCY_KEY_MAX} visible ASCII characters"),
-        ));
-    }
-    Ok(Some(hex::encode(sha2::Sha256::digest(bytes))))
 }
 
 /// Adds to an integer field atomically; a missing field (or state) counts as 0.

@@ -18,13 +18,14 @@ use super::extract::{
 use super::results::{ResultBody, illegal, not_found, precondition_failed, record_response};
 use super::wait::{Probe, WaitEnd, wait_request, wait_until, watch_key};
 use crate::api::ApiContext;
+use crate::api::extract::{IDEMPOTENCY_TTL_WITHOUT_EXPIRY, IDEMPOTENT_REPLAYED_HEADER, idempotency_key};
 use crate::domain::value::{ALLOWED_VALUE_TYPES, EXCEPTION_INFO_TYPE};
 use crate::domain::{ResultState, ValueHolder};
 use crate::error::{ApiError, ErrorCode, Problem};
 use crate::policy::{InflateError, TtlKind};
 use crate::store::codec::{encode_value, to_micros};
-use crate::store::keys;
 use crate::store::results::{self, StoreValueOutcome, ValueRead};
+use crate::store::{Once, keys};
 
 /// The media type of a full value holder upload.
 pub const HOLDER_MEDIA_TYPE: &str = "application/vnd.mognet.value+json";
@@ -362,23 +363,25 @@ fn checked_holder(raw: &[u8]) -> Result<String, ApiError> {
     put, path = "/results/{id}/value", tag = "values",
     params(("id" = String, Path, description = "Result id (a hyphenated UUID, any case)", format = Uuid), PutValueParams,
            ("If-Match" = Option<String>, Header, description = "Write only if the record's current ETag matches"),
-           ("Content-Encoding" = Option<ContentCoding>, Header, description = "`gzip` (or `x-gzip`) uploads are inflated (bounded by `compression.max_inflated_bytes`) and checked")),
+           ("Content-Encoding" = Option<ContentCoding>, Header, description = "`gzip` (or `x-gzip`) uploads are inflated (bounded by `compression.max_inflated_bytes`) and checked"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Write at most once for this key (1 to 255 visible ASCII characters): a retry with the same key, value and state answers the record as it is now, without writing again (so also without a 412 from an `If-Match` the first write made stale). Remembered for the result's TTL (24 hours when it never expires)")),
     request_body(description = "Any JSON (stored as the matching `builtins:` type), or with `Content-Type: application/vnd.mognet.value+json` a full holder",
         content(
             (serde_json::Value = "application/json", example = json!({"total": 42.5, "lines": [{"sku": "BOLT-M8", "qty": 500}]})),
             (ValueHolderUpload = "application/vnd.mognet.value+json"),
         )),
     responses(
-        (status = 200, description = "Stored; the record as it is now", body = ResultBody, headers(("ETag" = String, description = "Strong ETag of the record"))),
-        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-query`, `invalid-json`, `malformed-request` (also bad gzip)", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Stored; the record as it is now", body = ResultBody, headers(("ETag" = String, description = "Strong ETag of the record"),
+            ("idempotent-replayed" = String, description = "`true` when an earlier request with the same `Idempotency-Key` made the write; nothing was written now"))),
+        (status = 400, description = "`invalid-result-id`, `invalid-app`, `invalid-query`, `invalid-json` (also bad gzip), `malformed-request`, `invalid-header` (a bad `Idempotency-Key`)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`result-not-found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`illegal-transition`: the result is already in another ready state", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`precondition-failed`", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload-too-large`: over `limits.value_body_bytes`, or inflating past the cap", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`invalid-body`: a holder of a refused type or shape", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`invalid-body`: a holder of a refused type or shape; `idempotency-key-reused`: the `Idempotency-Key` was used for another value or state of this result", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "`store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "`store-unavailable`: Redis did not answer in time, so the write may or may not have been applied (see docs/operations.md); `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`store-unavailable`: Redis did not answer in time, so the write may or may not have been applied: retry with the same `Idempotency-Key`, or just repeat it (see docs/operations.md); `store-read-only`: the store accepts no writes (a replica), nothing was written", body = Problem, content_type = "application/problem+json"),
         (status = 507, description = "`store-full`: Redis is at `maxmemory` (with `noeviction`) and refused the write before any effect; `Retry-After` says when to try again", body = Problem, content_type = "application/problem+json",
          headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
@@ -395,6 +398,7 @@ pub async fn put_result_value(
     let limit = ctx.settings().limits.value_body_bytes;
     let (headers, body) = read_body(request, limit).await?;
     let precondition = write_precondition(&headers)?;
+    let idempotency_key = idempotency_key(&headers)?;
     require_json_media_type(&headers, true)?;
     let body = match headers.get(CONTENT_ENCODING).map(|v| v.as_bytes()) {
         None => body,
@@ -425,6 +429,21 @@ pub async fn put_result_value(
         let raw: Box<RawValue> = parse_json(&body)?;
         ValueHolder::from_json(raw).to_json()
     };
+    // The request as stored: the state it completes with and the holder, whatever the upload's
+    // encoding or media type.
+    let once = idempotency_key.map(|client_key| {
+        use sha2::Digest;
+        let holder = hex::encode(sha2::Sha256::digest(holder_json.as_bytes()));
+        let key = keys::result(&app, &id);
+        Once {
+            key: keys::idempotency(&app, &key, &client_key),
+            fingerprint: format!("value\n{}\n{holder}", state.map_or("", |s| s.as_str())),
+            ttl: ctx
+                .ttl()
+                .for_write(TtlKind::Result, params.ttl)
+                .unwrap_or(IDEMPOTENCY_TTL_WITHOUT_EXPIRY),
+        }
+    });
     let compression = ctx.compression();
     let (contents, gzip) = if compression.should_compress(holder_json.len()) {
         (Bytes::from(compression.compress(holder_json.as_bytes()).await), true)
@@ -444,10 +463,22 @@ pub async fn put_result_value(
         result_ttl,
         value_ttl,
         now,
+        once.as_ref(),
     )
     .await?;
     match outcome {
         StoreValueOutcome::Stored(view) => Ok(record_response(StatusCode::OK, &app, &view).into_response()),
+        StoreValueOutcome::Replayed(view) => {
+            let mut response = record_response(StatusCode::OK, &app, &view).into_response();
+            response
+                .headers_mut()
+                .insert(IDEMPOTENT_REPLAYED_HEADER, HeaderValue::from_static("true"));
+            Ok(response)
+        }
+        StoreValueOutcome::KeyReused => Err(ApiError::new(
+            ErrorCode::IdempotencyKeyReused,
+            "this Idempotency-Key was used for a different value or state of this result; use a new key for a new request",
+        )),
         StoreValueOutcome::NotFound => Err(not_found(&app, &id)),
         StoreValueOutcome::Illegal(e) => Err(illegal(&e)),
         StoreValueOutcome::PreconditionFailed => Err(precondition_failed(&precondition)),

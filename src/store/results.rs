@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
 use super::codec::{self, StoredValue};
-use super::{Guard, HashSnapshot, HashWrite, ResultStore, StoreError, WriteOutcome, keys};
+use super::{Guard, HashSnapshot, HashWrite, Once, ResultStore, StoreError, WriteOutcome, keys};
 use crate::domain::{AppName, RecordPatch, ResultId, ResultRecord, ResultState, TransitionError};
 
 /// How many times a conditional update is retried against concurrent writers.
@@ -251,9 +251,17 @@ pub enum StoreValueOutcome {
     Illegal(TransitionError),
     /// The precondition on the record failed.
     PreconditionFailed,
+    /// The idempotency key was used before for the same request: nothing was written; the
+    /// record as it is now.
+    Replayed(ResultView),
+    /// The idempotency key was used before for a different request: nothing was written.
+    KeyReused,
 }
 
 /// Stores a value and, with `state`, completes the result in the same atomic step.
+///
+/// With `once`, the write also creates the idempotency record (under `Guard::Absent`, in the
+/// record's slot), so a request repeated with the same key is answered from the record instead.
 #[allow(clippy::too_many_arguments)]
 pub async fn store_value<S: ResultStore>(
     store: &S,
@@ -265,6 +273,7 @@ pub async fn store_value<S: ResultStore>(
     result_ttl: Option<Duration>,
     value_ttl: Option<Duration>,
     now: DateTime<Utc>,
+    once: Option<&Once>,
 ) -> Result<StoreValueOutcome, StoreError> {
     let key = keys::result(app, id);
     let value_key = keys::value(app, id);
@@ -273,6 +282,21 @@ pub async fn store_value<S: ResultStore>(
             return Ok(StoreValueOutcome::NotFound);
         };
         let current = view_of(&key, *id, &snap)?;
+        // Before the precondition: a retry of an applied `If-Match` write is a replay, not a 412.
+        if let Some(once) = once
+            && let Some(seen) = store.read_hash(&once.key, None).await?
+        {
+            return Ok(
+                if seen
+                    .get("fingerprint")
+                    .is_some_and(|f| f == once.fingerprint.as_bytes())
+                {
+                    StoreValueOutcome::Replayed(current)
+                } else {
+                    StoreValueOutcome::KeyReused
+                },
+            );
+        }
         if !precondition.holds(Some(&current.etag)) {
             return Ok(StoreValueOutcome::PreconditionFailed);
         }
@@ -293,7 +317,14 @@ pub async fn store_value<S: ResultStore>(
             None => (HashWrite::set(key.clone(), Vec::new(), None), current),
         };
         let record_write = record_write.guarded(Guard::Unchanged(snap.fields.clone()));
-        if store.write_hashes(&[value_write, record_write]).await? == WriteOutcome::Written {
+        let mut writes = vec![value_write, record_write];
+        if let Some(once) = once {
+            // A concurrent request with the same key that wrote first fails this guard; the
+            // next attempt replays it.
+            let fields = vec![("fingerprint".to_owned(), Bytes::from(once.fingerprint.clone()))];
+            writes.push(HashWrite::set(once.key.clone(), fields, Some(once.ttl)).guarded(Guard::Absent));
+        }
+        if store.write_hashes(&writes).await? == WriteOutcome::Written {
             return Ok(StoreValueOutcome::Stored(view));
         }
         backoff(attempt).await;

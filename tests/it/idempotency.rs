@@ -99,7 +99,54 @@ async fn increment_with_a_malformed_idempotency_key_answers_400(kind: Kind) {
     );
 }
 
+async fn put_value(app: &TestApp, uri: &str, value: serde_json::Value, headers: &[(&str, &str)]) -> TestResponse {
+    app.call(Method::PUT, uri, Some(value), headers).await
+}
+
+async fn value_write_with_the_same_idempotency_key_is_written_once(kind: Kind) {
+    let app = TestApp::new(kind).await;
+    let id = crate::support::new_id();
+    let created = app.put(&format!("/results/{id}"), json!({"name": "x"})).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let etag = created.header("etag").unwrap().to_owned();
+    let uri = format!("/results/{id}/value?state=SUCCESS");
+    let key = [("idempotency-key", "value-1"), ("if-match", etag.as_str())];
+    let first = put_value(&app, &uri, json!({"total": 1}), &key).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    // The retry's If-Match is stale now (the first write changed the record): still a replay.
+    let again = put_value(&app, &uri, json!({"total": 1}), &key).await;
+    assert_eq!(
+        again.status,
+        StatusCode::OK,
+        "{:?}",
+        String::from_utf8_lossy(&again.body)
+    );
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.json(), first.json(), "the same answer");
+    assert_eq!(again.header("etag"), first.header("etag"));
+    assert_eq!(
+        app.get(&format!("/results/{id}")).await.json()["number_of_stops"],
+        json!(1)
+    );
+    // Another value or state under the same key is refused, and changes nothing.
+    for (uri, value) in [
+        (uri.clone(), json!({"total": 2})),
+        (format!("/results/{id}/value"), json!({"total": 1})),
+    ] {
+        let r = put_value(&app, &uri, value, &[("idempotency-key", "value-1")]).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{uri}");
+        assert_eq!(r.problem_code(), "idempotency-key-reused");
+    }
+    let r = app.get(&format!("/results/{id}/value")).await;
+    assert_eq!(r.json()["raw_value"], json!({"total": 1}));
+    // Without a key the stale If-Match is a 412, as before.
+    let r = put_value(&app, &uri, json!({"total": 1}), &[("if-match", etag.as_str())]).await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED);
+}
+
 on_both_stores!(
+    value_write_with_the_same_idempotency_key_is_written_once,
     increment_with_the_same_idempotency_key_is_applied_once_and_answered_the_same,
     increment_with_a_reused_idempotency_key_for_another_request_answers_422,
     increment_that_was_refused_is_not_remembered_under_its_idempotency_key,
@@ -125,4 +172,10 @@ async fn idempotency_record_lives_in_the_state_slot_under_the_app_for_the_state_
         fred::util::redis_keyslot(record.as_bytes()),
         fred::util::redis_keyslot(state_key.as_bytes())
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn value_write_with_an_idempotency_key_is_written_once_on_a_cluster() {
+    value_write_with_the_same_idempotency_key_is_written_once(Kind::Cluster).await;
+    increment_with_the_same_idempotency_key_is_applied_once_and_answered_the_same(Kind::Cluster).await;
 }
