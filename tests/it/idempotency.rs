@@ -179,3 +179,50 @@ async fn value_write_with_an_idempotency_key_is_written_once_on_a_cluster() {
     value_write_with_the_same_idempotency_key_is_written_once(Kind::Cluster).await;
     increment_with_the_same_idempotency_key_is_applied_once_and_answered_the_same(Kind::Cluster).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn increment_whose_answer_was_lost_is_not_applied_again_when_retried_with_its_key() {
+    use crate::support::relay::{Mode, Relay};
+    use crate::support::{RedisServer, test_settings};
+    let redis = RedisServer::start();
+    let relay = Relay::start(redis.port).await;
+    let mut settings = test_settings();
+    settings.redis.command_timeout_ms = 500;
+    let store = resultd::store::RedisStore::connect(&relay.url(), &settings.redis)
+        .await
+        .unwrap();
+    let app = TestApp::over(settings, resultd::store::Store::Redis(store), None, None);
+    let key = new_key();
+    let uri = format!("/state/test/{key}/count/increment");
+    assert_eq!(
+        increment(&app, &uri, 1, Some("warm-up")).await.json(),
+        json!({"value": 1})
+    );
+
+    // Redis runs the increment, but its reply never comes back: resultd answers 503.
+    relay.cut(Mode::HoldReplies);
+    let lost = increment(&app, &uri, 1, Some("lost-answer")).await;
+    assert_eq!(lost.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(lost.problem_code(), "store-unavailable");
+    let field = || redis.cli(&["HGET", &format!("test.mognet.state.{key}"), "count"]);
+    assert_eq!(field(), "2", "the 503'd increment was applied");
+    relay.restore();
+    Relay::settle().await;
+
+    // The client retries as told: the same key answers the first value and adds nothing.
+    let mut retry = increment(&app, &uri, 1, Some("lost-answer")).await;
+    let start = std::time::Instant::now();
+    while retry.status == StatusCode::SERVICE_UNAVAILABLE && start.elapsed() < std::time::Duration::from_secs(5) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        retry = increment(&app, &uri, 1, Some("lost-answer")).await;
+    }
+    assert_eq!(
+        retry.status,
+        StatusCode::OK,
+        "{:?}",
+        String::from_utf8_lossy(&retry.body)
+    );
+    assert_eq!(retry.json(), json!({"value": 2}));
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(field(), "2", "counted once");
+}

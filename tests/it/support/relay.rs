@@ -18,6 +18,8 @@ pub enum Mode {
     Refuse,
     /// Keep connections open but pass nothing (a dead network).
     Blackhole,
+    /// Pass commands to Redis but hold its replies (answers lost after Redis ran the command).
+    HoldReplies,
 }
 
 pub struct Relay {
@@ -31,7 +33,9 @@ async fn pipe(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
     mut mode: watch::Receiver<Mode>,
+    replies: bool,
 ) {
+    let held = |m: Mode| m == Mode::Blackhole || (replies && m == Mode::HoldReplies);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buf).await {
@@ -39,7 +43,7 @@ async fn pipe(
             Ok(n) => n,
         };
         // While blackholed, hold the bytes: nothing passes until the relay is restored.
-        while *mode.borrow() == Mode::Blackhole {
+        while held(*mode.borrow()) {
             if mode.changed().await.is_err() {
                 return;
             }
@@ -74,8 +78,8 @@ impl Relay {
                     let (cr, cw) = client.into_split();
                     let (sr, sw) = server.into_split();
                     tokio::select! {
-                        () = pipe(cr, sw, rx.clone()) => {}
-                        () = pipe(sr, cw, rx) => {}
+                        () = pipe(cr, sw, rx.clone(), false) => {}
+                        () = pipe(sr, cw, rx, true) => {}
                     }
                 });
                 tasks_in.lock().unwrap().push(task);
@@ -109,7 +113,7 @@ impl Relay {
 
     /// Lets traffic through again; blackholed connections are closed so clients reconnect.
     pub fn restore(&self) {
-        if *self.mode.borrow() == Mode::Blackhole {
+        if matches!(*self.mode.borrow(), Mode::Blackhole | Mode::HoldReplies) {
             self.drop_connections();
         }
         self.mode.send_replace(Mode::Open);
