@@ -22,6 +22,29 @@ LOOPBACK = "127.0.0.1"
 ID_B100 = "00000000-0000-4000-8000-00000000b100"
 ID_B10K = "00000000-0000-4000-8000-00000000b10c"
 ID_PUT = "00000000-0000-4000-8000-0000000000f0"
+ID_RUNNING = "00000000-0000-4000-8000-0000000000a1"
+# The cold set: COLD_ID_FORMAT.format(n=n) for n in 0..count-1.
+COLD_ID_FORMAT = "00000000-0000-4000-8001-{n:012x}"
+
+
+def cold_id(n: int) -> str:
+    """The id of the n-th record of the cold set."""
+    return COLD_ID_FORMAT.format(n=n)
+
+
+# The kit's b100 hash (run_bench.sh seed), as the baselines' cold set repeats it under res:c{n}.
+KIT_B100_FIELDS = {
+    "status": "done",
+    "task_name": "x" * 10,
+    "worker": "w-1234567",
+    "created_at": "1700000000",
+    "started_at": "1700000001",
+    "finished_at": "1700000002",
+    "content_type": "text/plain",
+    "encoding": "identity",
+    "size": "100",
+    "retries": "0",
+}
 
 # The kit's PUT body (run_bench.sh, put.lua): 10 string fields, ~220 B.
 KIT_PUT_BODY = (
@@ -197,12 +220,12 @@ def hset_args(key: str, fields: dict) -> tuple:
     return tuple(args)
 
 
-def record_of_size(rid: str, total: int) -> dict[str, str]:
-    """A SUCCESS record whose 11 cell values total about `total` bytes (padding the kwargs repr)."""
-    base = record_fields(rid, "SUCCESS", "1, b=2")
+def record_of_size(rid: str, total: int, state: str = "SUCCESS") -> dict[str, str]:
+    """A record whose 11 cell values total about `total` bytes (padding the kwargs repr)."""
+    base = record_fields(rid, state, "1, b=2")
     size = sum(len(v.encode()) for v in base.values())
     pad = max(0, total - size)
-    return record_fields(rid, "SUCCESS", "1, b=2" + ("k" * pad))
+    return record_fields(rid, state, "1, b=2" + ("k" * pad))
 
 
 def holder_of_size(total: int) -> bytes:

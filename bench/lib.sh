@@ -32,13 +32,16 @@ bench_free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# wrk and redis-server from Debian's packages, when missing.
+# redis-server, wrk and (with BENCH_WEBDIS=1, the default) webdis from Debian's packages, when missing.
 bench_ensure_tools() {
   scripts/ensure-redis.sh
-  command -v wrk >/dev/null && return 0
-  [[ "$(id -u)" -eq 0 ]] || bench_die "wrk is missing; install it (apt-get install -y wrk) or run as root"
+  local missing=()
+  command -v wrk >/dev/null || missing+=(wrk)
+  [[ "${BENCH_WEBDIS:-1}" == 1 ]] && ! command -v webdis >/dev/null && missing+=(webdis)
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  [[ "$(id -u)" -eq 0 ]] || bench_die "${missing[*]} missing; install (apt-get install -y ${missing[*]}) or run as root"
   DEBIAN_FRONTEND=noninteractive apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q wrk
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
 }
 
 # Waits until URL answers HTTP (any status), or dies after 60 s.
@@ -82,6 +85,7 @@ bench_build_floor() {
   bench_log "CARGO_TARGET_DIR=target/bench-floor cargo build --release (kit floor, copy in $src)"
   (cd "$src" && CARGO_TARGET_DIR="$PWD/.." cargo build --release >&2)
   FLOOR_BIN=$PWD/target/bench-floor/release/rust_baseline
+  CEILING_BIN=$PWD/target/bench-floor/release/http_ceiling
 }
 
 # Starts resultd against the private Redis on a free port: sets RESULTD_PORT and RESULTD_PID.
@@ -105,4 +109,32 @@ bench_start_floor() {
   BENCH_PIDS+=("$FLOOR_PID")
   bench_wait_http "http://127.0.0.1:$FLOOR_PORT/results/b100" "$FLOOR_PID" floor
   bench_log "floor pid $FLOOR_PID on 127.0.0.1:$FLOOR_PORT"
+}
+
+# Starts the kit's HTTP-only ceiling (no Redis): sets CEILING_PORT and CEILING_PID.
+bench_start_ceiling() {
+  CEILING_PORT=$(bench_free_port)
+  BIND="127.0.0.1:$CEILING_PORT" "$CEILING_BIN" >"$BENCH_TMP/ceiling.log" 2>&1 &
+  CEILING_PID=$!
+  BENCH_PIDS+=("$CEILING_PID")
+  bench_wait_http "http://127.0.0.1:$CEILING_PORT/results/b100" "$CEILING_PID" ceiling
+  bench_log "http ceiling pid $CEILING_PID on 127.0.0.1:$CEILING_PORT"
+}
+
+# Starts webdis (Debian's package) on the private Redis with its own config in the temp dir, in
+# the foreground so its PID is ours: sets WEBDIS_PORT and WEBDIS_PID.
+bench_start_webdis() {
+  WEBDIS_PORT=$(bench_free_port)
+  cat >"$BENCH_TMP/webdis.json" <<JSON
+{
+  "redis_host": "127.0.0.1", "redis_port": $REDIS_PORT, "redis_auth": null,
+  "http_host": "127.0.0.1", "http_port": $WEBDIS_PORT, "threads": 2, "pool_size": 20,
+  "daemonize": false, "database": 0, "verbosity": 1, "logfile": "$BENCH_TMP/webdis.log"
+}
+JSON
+  webdis "$BENCH_TMP/webdis.json" >"$BENCH_TMP/webdis.out" 2>&1 &
+  WEBDIS_PID=$!
+  BENCH_PIDS+=("$WEBDIS_PID")
+  bench_wait_http "http://127.0.0.1:$WEBDIS_PORT/PING" "$WEBDIS_PID" webdis
+  bench_log "webdis $(dpkg-query -W -f '${Version}' webdis 2>/dev/null) pid $WEBDIS_PID on 127.0.0.1:$WEBDIS_PORT"
 }

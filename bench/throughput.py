@@ -49,12 +49,19 @@ from pathlib import Path
 import benchlib as bl
 
 SIZES = {
-    "hash": ["b100", "b10k"],
-    "value": ["b100", "b10k"],
-    "value_inflate": ["b100", "b10k"],
+    "hot": ["b100", "b10k"],
+    "hot_value": ["b100", "b10k"],
+    "cold": ["c100"],
+    "cold_value": ["c100"],
+    "running": ["b100"],
     "put": ["b220"],
     "put_spread": ["b220"],
+    "value_inflate": ["b100", "b10k"],
 }
+# Older names of the hot scenarios.
+ALIASES = {"hash": "hot", "value": "hot_value"}
+# The HTTP-only ceiling answers one fixed record: it bounds the scenarios that read one key again.
+CEILING_SCENARIOS = {"hot", "hot_value"}
 # put_spread: each wrk thread cycles over 4096 ids of its own, so concurrent PUTs rarely meet on
 # one record (what a fleet of workers does: one writer per result).
 SPREAD_LUA = """
@@ -66,8 +73,30 @@ function request()
   return wrk.format(nil, string.format("/results/00000000-0000-4000-8%03x-%012x", tid, n))
 end
 """
+
+
+def round_robin_lua(path_format: str, count: int) -> str:
+    """A wrk script whose threads walk `count` paths round-robin (`path_format` % n), each thread
+    starting at its own offset."""
+    return f"""
+__tid = 0
+function setup(thread) thread:set("tid", __tid); __tid = __tid + 1 end
+local n = -1
+function request()
+  if n < 0 then n = (tid * 49999) % {count} end
+  n = (n + 1) % {count}
+  return wrk.format(nil, string.format("{path_format}", n))
+end
+"""
+
+
 ALL_SCENARIOS = list(SIZES)
 LOOPBACK_URL = re.compile(r"^http://(127\.[0-9.]+|localhost|\[::1\]):[0-9]+$")
+# The kit's PUT as webdis takes it (run_bench.sh url_for).
+WEBDIS_PUT = (
+    "/HSET/res:b100-w/status/running/task_name/xxxxxxxxxx/worker/w-1234567/created_at/1700000000/"
+    "started_at/1700000001/finished_at/1700000002/content_type/text%2Fplain/encoding/identity/size/100/retries/0"
+)
 
 
 @dataclass
@@ -83,54 +112,86 @@ class Req:
 
 @dataclass
 class Target:
-    """A server under test."""
+    """A server under test: `resultd` (mognet's layout and routes), `rest` (the kit's routes over
+    res:* keys: the floor, FastAPI), `ceiling` (the kit's HTTP-only ceiling) or `webdis`."""
 
     name: str
     base: str
     pid: int
-    mognet: bool  # resultd's layout and routes, or the kit's
+    kind: str
+    cold: int = 100_000
+
+    def serves(self, scenario: str) -> bool:
+        """Whether this target takes part in a scenario."""
+        return self.kind != "ceiling" or scenario in CEILING_SCENARIOS
 
     def request(self, scenario: str, size: str) -> Req:
         """The request of one scenario and size for this target."""
         gz = {"Accept-Encoding": "gzip"}
-        if self.mognet:
+        json_ct = {"Content-Type": "application/json"}
+        b = self.base
+        if self.kind == "resultd":
             rid = {"b100": bl.ID_B100, "b10k": bl.ID_B10K}.get(size, bl.ID_PUT)
+            cold = bl.COLD_ID_FORMAT.replace("{n:012x}", "%012x")
             return {
-                "hash": lambda: Req("GET", f"{self.base}/results/{rid}"),
-                "value": lambda: Req("GET", f"{self.base}/results/{rid}/value", gz),
-                "value_inflate": lambda: Req("GET", f"{self.base}/results/{rid}/value"),
-                "put": lambda: Req(
-                    "PUT",
-                    f"{self.base}/results/{bl.ID_PUT}",
-                    {"Content-Type": "application/json"},
-                    bl.resultd_put_body(),
+                "hot": lambda: Req("GET", f"{b}/results/{rid}"),
+                "hot_value": lambda: Req("GET", f"{b}/results/{rid}/value", gz),
+                "value_inflate": lambda: Req("GET", f"{b}/results/{rid}/value"),
+                "cold": lambda: Req(
+                    "GET", f"{b}/results/{bl.cold_id(0)}", lua=round_robin_lua(f"/results/{cold}", self.cold)
                 ),
+                "cold_value": lambda: Req(
+                    "GET",
+                    f"{b}/results/{bl.cold_id(0)}/value",
+                    gz,
+                    lua=round_robin_lua(f"/results/{cold}/value", self.cold),
+                ),
+                "running": lambda: Req("GET", f"{b}/results/{bl.ID_RUNNING}"),
+                "put": lambda: Req("PUT", f"{b}/results/{bl.ID_PUT}", json_ct, bl.resultd_put_body()),
                 # the URL is the first id the Lua script writes; wrk varies it per request
                 "put_spread": lambda: Req(
                     "PUT",
-                    f"{self.base}/results/00000000-0000-4000-8000-000000000001",
-                    {"Content-Type": "application/json"},
+                    f"{b}/results/00000000-0000-4000-8000-000000000001",
+                    json_ct,
                     bl.resultd_put_body(),
                     SPREAD_LUA,
                 ),
             }[scenario]()
+        if self.kind == "ceiling":
+            return Req("GET", f"{b}/results/b100")
+        key = "b100" if scenario == "running" else size
+        if self.kind == "webdis":
+            return {
+                "hot": lambda: Req("GET", f"{b}/HGETALL/res:{key}"),
+                "running": lambda: Req("GET", f"{b}/HGETALL/res:{key}"),
+                "hot_value": lambda: Req("GET", f"{b}/GET/res:{key}:value.bin", gz),
+                "value_inflate": lambda: Req("GET", f"{b}/GET/res:{key}:value.bin"),
+                "cold": lambda: Req("GET", f"{b}/HGETALL/res:c0", lua=round_robin_lua("/HGETALL/res:c%d", self.cold)),
+                "cold_value": lambda: Req(
+                    "GET", f"{b}/GET/res:c0:value.bin", gz, lua=round_robin_lua("/GET/res:c%d:value.bin", self.cold)
+                ),
+                "put": lambda: Req("GET", f"{b}{WEBDIS_PUT}"),
+                "put_spread": lambda: Req("GET", f"{b}{WEBDIS_PUT}"),
+            }[scenario]()
         return {
-            "hash": lambda: Req("GET", f"{self.base}/results/{size}"),
-            "value": lambda: Req("GET", f"{self.base}/results/{size}/value", gz),
-            "value_inflate": lambda: Req("GET", f"{self.base}/results/{size}/value"),
+            "hot": lambda: Req("GET", f"{b}/results/{key}"),
+            "running": lambda: Req("GET", f"{b}/results/{key}"),
+            "hot_value": lambda: Req("GET", f"{b}/results/{key}/value", gz),
+            "value_inflate": lambda: Req("GET", f"{b}/results/{key}/value"),
+            "cold": lambda: Req("GET", f"{b}/results/c0", lua=round_robin_lua("/results/c%d", self.cold)),
+            "cold_value": lambda: Req(
+                "GET", f"{b}/results/c0/value", gz, lua=round_robin_lua("/results/c%d/value", self.cold)
+            ),
             # the kit PUTs to {id}-w so the GET keys stay intact
-            "put": lambda: Req(
-                "PUT", f"{self.base}/results/b100-w", {"Content-Type": "application/json"}, bl.KIT_PUT_BODY
-            ),
-            "put_spread": lambda: Req(
-                "PUT", f"{self.base}/results/b100-w", {"Content-Type": "application/json"}, bl.KIT_PUT_BODY
-            ),
+            "put": lambda: Req("PUT", f"{b}/results/b100-w", json_ct, bl.KIT_PUT_BODY),
+            "put_spread": lambda: Req("PUT", f"{b}/results/b100-w", json_ct, bl.KIT_PUT_BODY),
         }[scenario]()
 
 
 # ---------------------------------------------------------------- seeding
-def seed(redis_port: int, app: str) -> list[str]:
-    """Writes the resultd records in mognet's exact bytes; returns a description of each."""
+def seed(redis_port: int, app: str, cold: int) -> list[str]:
+    """Writes the resultd records in mognet's exact bytes, and the baselines' cold set next to
+    the kit's keys; returns a description of each."""
     r = bl.Redis(redis_port)
     notes = []
     try:
@@ -143,7 +204,9 @@ def seed(redis_port: int, app: str) -> list[str]:
             key = bl.result_key(app, rid)
             cmds += [("DEL", key, key + "/value"), bl.hset_args(key + "/value", bl.value_fields(holder, gz))]
             cmds += [("EXPIRE", key + "/value", 604800), bl.hset_args(key, rec), ("EXPIRE", key, 1814400)]
-        cmds.append(("DEL", bl.result_key(app, bl.ID_PUT)))
+        running = bl.result_key(app, bl.ID_RUNNING)
+        cmds += [("DEL", running), bl.hset_args(running, bl.record_of_size(bl.ID_RUNNING, 100, "RUNNING"))]
+        cmds += [("EXPIRE", running, 1814400), ("DEL", bl.result_key(app, bl.ID_PUT))]
         r.pipeline(cmds)
         for rid, rec, holder, gz in specs:
             cells = sum(len(v.encode()) for v in rec.values())
@@ -153,6 +216,26 @@ def seed(redis_port: int, app: str) -> list[str]:
                 f"{bl.result_key(app, rid)}: 11 cells of {cells} B (+{names} B of names); "
                 f"value holder {len(holder)} B stored {'gzip ' + str(stored) + ' B' if gz else 'plain'}"
             )
+        notes.append(f"{running}: the b100 record in state RUNNING (never cached)")
+        # The cold set: `cold` b100-sized done records with 100 B plain values, and for the
+        # baselines `cold` copies of the kit's b100 hash and value under res:c{n}.
+        holder = bl.value_fields(bl.small_holder(100), False)
+        kit_value = "v" * 100
+        cmds = []
+        for n in range(cold):
+            rid = bl.cold_id(n)
+            key = bl.result_key(app, rid)
+            cmds += [bl.hset_args(key, bl.record_of_size(rid, 100)), ("EXPIRE", key, 1814400)]
+            cmds += [bl.hset_args(key + "/value", holder), ("EXPIRE", key + "/value", 604800)]
+            cmds += [bl.hset_args(f"res:c{n}", bl.KIT_B100_FIELDS), ("SET", f"res:c{n}:value", kit_value)]
+            if len(cmds) >= 12_000:
+                r.pipeline(cmds)
+                cmds = []
+        r.pipeline(cmds)
+        notes.append(
+            f"cold set: {cold} done b100 records with 100 B values ({bl.cold_id(0)} … {bl.cold_id(cold - 1)}), "
+            f"and res:c0 … res:c{cold - 1} for the baselines"
+        )
     finally:
         r.close()
     return notes
@@ -167,13 +250,33 @@ def check(target: Target, scenario: str, size: str) -> str | None:
         return f"{q.method} {q.url}: {e}"
     if not 200 <= status < 300:
         return f"{q.method} {q.url} answered {status}: {body[:200]!r}"
-    if target.mognet and scenario == "value":
+    if target.kind == "resultd" and scenario == "hot_value":
         want_gzip = size == "b10k"
         if (headers.get("Content-Encoding") == "gzip") != want_gzip:
             return f"{q.url}: Content-Encoding {headers.get('Content-Encoding')!r}, expected gzip={want_gzip}"
-    if target.mognet and scenario == "hash" and b'"done":true' not in body:
+    if target.kind == "resultd" and scenario in ("hot", "cold") and b'"done":true' not in body:
         return f"{q.url}: record is not done: {body[:200]!r}"
+    if target.kind == "resultd" and scenario == "running" and b'"done":false' not in body:
+        return f"{q.url}: record is done: {body[:200]!r}"
     return None
+
+
+def cache_counts(target: Target) -> tuple[int, int] | None:
+    """resultd's cache hits and misses so far (sums over labels), or None without the metrics."""
+    try:
+        status, _, body = bl.http("GET", f"{target.base}/metrics")
+    except OSError:
+        return None
+    if status != 200:
+        return None
+    sums = {"hits": 0.0, "misses": 0.0}
+    seen = False
+    for line in body.decode(errors="replace").splitlines():
+        m = re.match(r"^resultd_cache_(hits|misses)_total(?:\{[^}]*\})?\s+([0-9.eE+]+)$", line)
+        if m:
+            seen = True
+            sums[m.group(1)] += float(m.group(2))
+    return (int(sums["hits"]), int(sums["misses"])) if seen else None
 
 
 # ---------------------------------------------------------------- one wrk run
@@ -268,6 +371,12 @@ class Run:
     suspect: bool
     errors: bool
     note: str
+    cache_hits: int | None = None  # resultd's cache hits and misses during the run
+    cache_misses: int | None = None
+
+    def us_per_request(self, cpu_percent: int) -> float | None:
+        """CPU microseconds per request of a process that used `cpu_percent` % during the run."""
+        return cpu_percent / 100 * 1e6 / self.rps if self.rps > 0 else None
 
 
 class Runner:
@@ -290,6 +399,7 @@ class Runner:
         cmd = ["wrk", f"-t{a.threads}", f"-c{a.conns}", f"-d{a.duration}s", "--latency", "-s", str(script), q.url]
         if a.pin_gen:
             cmd = ["taskset", "-c", a.pin_gen, *cmd]
+        cache0 = cache_counts(target) if target.kind == "resultd" else None
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         c0, t0 = cpu_total()
         j0, r0 = jiffies([target.pid]), jiffies([self.redis_pid])
@@ -301,6 +411,7 @@ class Runner:
         c1, t1 = cpu_total()
         j1, r1 = jiffies([target.pid]), jiffies([self.redis_pid])
         ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cache1 = cache_counts(target) if cache0 is not None else None
         (self.out / f"{stem}.txt").write_text(text)
         w = parse_wrk(text)
         secs = max(1e-9, (t1 - t0) / self.hz / self.ncpu)
@@ -340,13 +451,16 @@ class Runner:
             suspect,
             errors,
             " ".join(notes),
+            cache1[0] - cache0[0] if cache0 and cache1 else None,
+            cache1[1] - cache0[1] if cache0 and cache1 else None,
         )
 
 
 # ---------------------------------------------------------------- report
 TSV_HEADER = (
     "scenario\tsize\ttarget\tround\treq_s\tp50_ms\tp99_ms\tB_per_resp\tnon2xx\tsocket_errors\t"
-    "machine_cpu%\tserver_cpu%\tredis_cpu%\twrk_cpu%\tother_cpu%\tnotes"
+    "machine_cpu%\tserver_cpu%\tredis_cpu%\twrk_cpu%\tother_cpu%\tserver_us_per_req\tredis_us_per_req\t"
+    "cache_hits\tcache_misses\tnotes"
 )
 
 
@@ -374,6 +488,10 @@ def tsv(r: Run) -> str:
             r.redis_cpu,
             r.wrk_cpu,
             r.other_cpu,
+            f(r.us_per_request(r.server_cpu)),
+            f(r.us_per_request(r.redis_cpu)),
+            "NA" if r.cache_hits is None else r.cache_hits,
+            "NA" if r.cache_misses is None else r.cache_misses,
             r.note,
         )
     )
@@ -390,8 +508,9 @@ def summary(runs: list[Run], candidate: str, order: list[str]) -> list[str]:
     """The Markdown table of medians and ratios, and the notes under it."""
     lines = [
         "| scenario | size | target | req/s median [min..max] | p50 ms | p99 ms | B/resp | "
+        "server CPU µs/req | Redis CPU µs/req | "
         f"{candidate}/target (medians) | paired median [min..max] | runs counted |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     notes = []
     groups: dict[tuple[str, str], list[Run]] = {}
@@ -420,6 +539,8 @@ def summary(runs: list[Run], candidate: str, order: list[str]) -> list[str]:
             p50 = bl.median([r.p50 for r in c if r.p50 is not None])
             p99 = bl.median([r.p99 for r in c if r.p99 is not None])
             bpr = bl.median([r.bytes_per_resp for r in c])
+            server_us = bl.median([u for r in c if (u := r.us_per_request(r.server_cpu)) is not None])
+            redis_us = bl.median([u for r in c if (u := r.us_per_request(r.redis_cpu)) is not None])
             left = len([r for r in rs if r.target == t]) - len(c)
             if t == candidate or not xs or not cand:
                 ratio, paired = "", ""
@@ -429,9 +550,15 @@ def summary(runs: list[Run], candidate: str, order: list[str]) -> list[str]:
             lines.append(
                 f"| {sc} | {size} | {t} | {fmt_range(xs)} | "
                 f"{'–' if p50 is None else f'{p50:.2f}'} | {'–' if p99 is None else f'{p99:.2f}'} | "
-                f"{'–' if bpr is None else f'{bpr:.0f}'} | {ratio} | {paired} | "
+                f"{'–' if bpr is None else f'{bpr:.0f}'} | "
+                f"{'–' if server_us is None else f'{server_us:.1f}'} | {'–' if redis_us is None else f'{redis_us:.1f}'} | "
+                f"{ratio} | {paired} | "
                 f"{len(c)}{f' ({left} left out)' if left else ''} |"
             )
+        hits = sum(r.cache_hits or 0 for r in counted.get(candidate, []))
+        misses = sum(r.cache_misses or 0 for r in counted.get(candidate, []))
+        if hits + misses:
+            notes.append(f"{sc} {size}: resultd's cache answered {hits / (hits + misses):.1%} of its reads ({hits} hits, {misses} misses)")
     return lines + [""] + [f"- {n}" for n in notes]
 
 
@@ -447,10 +574,15 @@ def main() -> int:
     p.add_argument("--floor-pid", type=int, default=0)
     p.add_argument("--fastapi", default="")
     p.add_argument("--fastapi-pid", type=int, default=0)
+    p.add_argument("--ceiling", default="", help="the kit's HTTP-only ceiling (hot scenarios only)")
+    p.add_argument("--ceiling-pid", type=int, default=0)
+    p.add_argument("--webdis", default="")
+    p.add_argument("--webdis-pid", type=int, default=0)
+    p.add_argument("--cold-ids", type=int, default=100_000, help="distinct done results of the cold scenarios")
     p.add_argument("--app", default="bench")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
-    p.add_argument("--scenarios", default="hash value put put_spread")
+    p.add_argument("--scenarios", default="hot hot_value cold cold_value running put put_spread")
     p.add_argument("--conns", type=int, default=50)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--pin-gen", default="", help="run wrk under taskset -c CPUS")
@@ -458,16 +590,23 @@ def main() -> int:
     p.add_argument("--out", default="")
     a = p.parse_args()
 
-    scenarios = a.scenarios.split()
+    scenarios = [ALIASES.get(s, s) for s in a.scenarios.split()]
     for s in scenarios:
         if s not in SIZES:
             p.error(f"unknown scenario {s!r} (known: {' '.join(ALL_SCENARIOS)})")
     if not (1 <= a.rounds <= 20 and 1 <= a.duration <= 120):
         p.error("rounds must be 1..20 and duration 1..120 s")
-    targets = [Target("resultd", a.resultd.rstrip("/"), a.resultd_pid, True)]
-    for name, url, pid in (("floor", a.floor, a.floor_pid), ("fastapi", a.fastapi, a.fastapi_pid)):
+    if not 1 <= a.cold_ids <= 1_000_000:
+        p.error("--cold-ids must be 1..1000000")
+    targets = [Target("resultd", a.resultd.rstrip("/"), a.resultd_pid, "resultd", a.cold_ids)]
+    for name, url, pid, kind in (
+        ("floor", a.floor, a.floor_pid, "rest"),
+        ("ceiling", a.ceiling, a.ceiling_pid, "ceiling"),
+        ("webdis", a.webdis, a.webdis_pid, "webdis"),
+        ("fastapi", a.fastapi, a.fastapi_pid, "rest"),
+    ):
         if url:
-            targets.append(Target(name, url.rstrip("/"), pid, False))
+            targets.append(Target(name, url.rstrip("/"), pid, kind, a.cold_ids))
     for t in targets:
         if not LOOPBACK_URL.match(t.base):
             p.error(f"{t.name} must be a loopback base URL like http://127.0.0.1:8080, not {t.base!r}")
@@ -477,11 +616,11 @@ def main() -> int:
     a.out = a.out or f"bench/out/throughput-{time.strftime('%Y%m%d-%H%M%S')}"
     Path(a.out).mkdir(parents=True, exist_ok=True)
 
-    for n in seed(a.redis_port, a.app):
+    for n in seed(a.redis_port, a.app, a.cold_ids):
         print(f"# seeded {n}")
     live = []
     for t in targets:
-        why = next((w for sc in scenarios for sz in SIZES[sc] if (w := check(t, sc, sz))), None)
+        why = next((w for sc in scenarios if t.serves(sc) for sz in SIZES[sc] if (w := check(t, sc, sz))), None)
         if why is None:
             live.append(t)
         elif t.name == "resultd":
@@ -490,9 +629,9 @@ def main() -> int:
         else:
             print(f"# skip {t.name}: {why}", file=sys.stderr)
     order = [t.name for t in live]
-    combos = sum(len(SIZES[s]) for s in scenarios)
-    per_round = max(1, 2 * (len(live) - 1))
-    planned = combos * a.rounds * per_round * a.duration
+    planned = sum(
+        len(SIZES[s]) * a.rounds * max(1, 2 * sum(1 for t in live[1:] if t.serves(s))) * a.duration for s in scenarios
+    )
     print(
         f"# {time.strftime('%Y-%m-%d %H:%M:%S')} host={platform.node()} nproc={os.cpu_count()} "
         f"wrk -t{a.threads} -c{a.conns} -d{a.duration}s --latency rounds={a.rounds} "
@@ -515,10 +654,11 @@ def main() -> int:
         for sc in scenarios:
             for size in SIZES[sc]:
                 for rnd in range(1, a.rounds + 1):
-                    for j, b in enumerate(baselines, start=1):
+                    peers = [b for b in baselines if b.serves(sc)]
+                    for j, b in enumerate(peers, start=1):
                         record(runner.run(cand, sc, size, f"{rnd}.{j}"))
                         record(runner.run(b, sc, size, str(rnd)))
-                    if not baselines:
+                    if not peers:
                         record(runner.run(cand, sc, size, str(rnd)))
 
     table = summary(runs, "resultd", order)
