@@ -582,6 +582,8 @@ async fn a_change_costs_each_multi_wait_one_read_of_the_changed_id() {
     const IDS: usize = 500;
     let mut settings = crate::support::test_settings();
     settings.wait.max_watched_ids_per_client = WAITERS * IDS;
+    // The first readings of 20 × 500 ids at once may take a while on a loaded machine.
+    settings.redis.command_timeout_ms = 10_000;
     let redis = crate::support::RedisServer::start();
     let store = resultd::store::Store::Redis(
         resultd::store::RedisStore::connect(&redis.url(), &settings.redis)
@@ -630,6 +632,9 @@ async fn a_change_costs_each_multi_wait_one_read_of_the_changed_id() {
             "Redis never went quiet"
         );
         before = now;
+    }
+    for w in &waits {
+        assert!(!w.is_finished(), "a wait ended before the change");
     }
     let r = client
         .patch(server.url(&format!("/results/{}", ids[7])))
