@@ -643,7 +643,7 @@ fn not_incrementable(field: &StateField, stored: &[u8]) -> ApiError {
     params(("app" = String, Path, description = "The mognet app", pattern = "^[A-Za-z0-9_.:-]{1,128}$"), ("key" = String, Path, description = "The state key", pattern = "^[A-Za-z0-9_.:-]{1,200}$"),
            ("field" = String, Path, description = "The field: 1 to 256 characters of text without control characters (percent-encode it)", pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]{1,256}$"),
            WriteStateParams,
-           ("Idempotency-Key" = Option<String>, Header, description = "Apply the increment at most once for this key (1 to 255 visible ASCII characters): a retry with the same key, field and amount answers the first answer's value without adding again. Remembered for the state's TTL (24 hours when it never expires)")),
+           ("Idempotency-Key" = Option<String>, Header, description = "Apply the increment at most once for this key (1 to 255 visible ASCII characters): a retry with the same key, field and amount answers the first answer's value without adding again. Remembered for the state's TTL (24 hours when it never expires)", pattern = "^[!-~]{1,255}$", min_length = 1, max_length = 255)),
     request_body(content = Option<IncrementBody>, description = "`{\"by\": n}`; an empty body adds 1", example = json!({"by": 5})),
     responses(
         (status = 200, description = "The new value; the field stays a plain JSON integer", body = IncrementResult,

@@ -364,7 +364,7 @@ fn checked_holder(raw: &[u8]) -> Result<String, ApiError> {
     params(("id" = String, Path, description = "Result id (a hyphenated UUID, any case)", format = Uuid), PutValueParams,
            ("If-Match" = Option<String>, Header, description = "Write only if the record's current ETag matches"),
            ("Content-Encoding" = Option<ContentCoding>, Header, description = "`gzip` (or `x-gzip`) uploads are inflated (bounded by `compression.max_inflated_bytes`) and checked"),
-           ("Idempotency-Key" = Option<String>, Header, description = "Write at most once for this key (1 to 255 visible ASCII characters): a retry with the same key, value and state answers the record as it is now, without writing again (so also without a 412 from an `If-Match` the first write made stale). Remembered for the result's TTL (24 hours when it never expires)")),
+           ("Idempotency-Key" = Option<String>, Header, description = "Write at most once for this key (1 to 255 visible ASCII characters): a retry with the same key, value and state answers the record as it is now, without writing again (so also without a 412 from an `If-Match` the first write made stale). Remembered for the result's TTL (24 hours when it never expires)", pattern = "^[!-~]{1,255}$", min_length = 1, max_length = 255)),
     request_body(description = "Any JSON (stored as the matching `builtins:` type), or with `Content-Type: application/vnd.mognet.value+json` a full holder",
         content(
             (serde_json::Value = "application/json", example = json!({"total": 42.5, "lines": [{"sku": "BOLT-M8", "qty": 500}]})),
