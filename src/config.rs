@@ -81,8 +81,12 @@ pub struct CompressionSettings {
     pub min_bytes: usize,
     /// gzip level 1..=9.
     pub level: u8,
-    /// Inflation cap in bytes.
+    /// Largest value in bytes accepted (a gzip upload after inflation, a plain one as sent);
+    /// stored values may inflate to this plus the holder's own bytes.
     pub max_inflated_bytes: usize,
+    /// Most gzip and inflation jobs run on the blocking pool at once (large values only; each
+    /// holds at most `max_inflated_bytes` while it runs).
+    pub blocking_jobs: usize,
 }
 
 impl Default for CompressionSettings {
@@ -92,6 +96,7 @@ impl Default for CompressionSettings {
             min_bytes: 256,
             level: 6,
             max_inflated_bytes: 64 << 20,
+            blocking_jobs: 4,
         }
     }
 }
@@ -307,6 +312,9 @@ impl Settings {
         }
         if self.compression.max_inflated_bytes == 0 {
             return invalid("compression.max_inflated_bytes", "must be positive");
+        }
+        if self.compression.blocking_jobs == 0 {
+            return invalid("compression.blocking_jobs", "must be positive");
         }
         if self.limits.body_bytes == 0 || self.limits.value_body_bytes == 0 {
             return invalid("limits", "body limits must be positive");

@@ -286,10 +286,16 @@ pub async fn get_result_value(
     let (body, gzip) = if stored.gzip && gzip_accepted {
         (stored.contents, true)
     } else if stored.gzip {
-        let plain = ctx.compression().inflate(&stored.contents).await.map_err(|e| {
-            ApiError::new(ErrorCode::CorruptData, "the stored value cannot be inflated")
-                .with_internal(format!("{}: {e}", keys::value(&app, &id)))
-        })?;
+        let plain = ctx
+            .compression()
+            .inflate_stored(stored.contents)
+            .await
+            .map_err(|e| match e {
+                InflateError::Interrupted(_) => ApiError::new(ErrorCode::Internal, "the value could not be inflated")
+                    .with_internal(format!("{}: {e}", keys::value(&app, &id))),
+                _ => ApiError::new(ErrorCode::CorruptData, "the stored value cannot be inflated")
+                    .with_internal(format!("{}: {e}", keys::value(&app, &id))),
+            })?;
         (Bytes::from(plain), false)
     } else {
         (stored.contents, false)
@@ -377,7 +383,8 @@ fn checked_holder(raw: &[u8]) -> Result<String, ApiError> {
         (status = 404, description = "`result-not-found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`illegal-transition`: the result is already in another ready state", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "`precondition-failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "`payload-too-large`: over `limits.value_body_bytes`, or inflating past the cap", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "`payload-too-large`: over `limits.value_body_bytes` as sent, or over `compression.max_inflated_bytes` (after inflating a gzip upload)", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "`internal`: the value could not be compressed or inflated (the server is stopping)", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`: a holder of a refused type or shape; `idempotency-key-reused`: the `Idempotency-Key` was used for another value or state of this result", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "`store-permission-denied`: Redis's ACL refuses a command to resultd's user", body = Problem, content_type = "application/problem+json"),
@@ -402,10 +409,13 @@ pub async fn put_result_value(
     require_json_media_type(&headers, true)?;
     let body = match headers.get(CONTENT_ENCODING).map(|v| v.as_bytes()) {
         None => body,
-        Some(b"gzip" | b"x-gzip") => Bytes::from(ctx.compression().inflate(&body).await.map_err(|e| match e {
+        Some(b"gzip" | b"x-gzip") => Bytes::from(ctx.compression().inflate(body).await.map_err(|e| match e {
             InflateError::TooLarge { limit } => ApiError::too_large(limit),
             InflateError::Invalid(_) => {
                 ApiError::new(ErrorCode::InvalidJson, "the gzip body is not a valid gzip stream")
+            }
+            InflateError::Interrupted(_) => {
+                ApiError::new(ErrorCode::Internal, "the gzip body could not be inflated").with_internal(e.to_string())
             }
         })?),
         Some(b"identity") => body,
@@ -445,8 +455,16 @@ pub async fn put_result_value(
         }
     });
     let compression = ctx.compression();
+    // Every accepted value must read back: a plain upload is held to the same cap as an
+    // inflated one, and the holder to the cap stored values are inflated under.
+    if body.len() > compression.max_inflated_bytes() || holder_json.len() > compression.max_stored_bytes() {
+        return Err(ApiError::too_large(compression.max_inflated_bytes()));
+    }
     let (contents, gzip) = if compression.should_compress(holder_json.len()) {
-        (Bytes::from(compression.compress(holder_json.as_bytes()).await), true)
+        let gz = compression.compress(Bytes::from(holder_json)).await.map_err(|e| {
+            ApiError::new(ErrorCode::Internal, "the value could not be compressed").with_internal(e.to_string())
+        })?;
+        (Bytes::from(gz), true)
     } else {
         (Bytes::from(holder_json), false)
     };

@@ -19,8 +19,9 @@ fn raw(method: Method, uri: &str, headers: &[(&str, &str)], body: impl Into<Body
 
 async fn gzip(data: &[u8]) -> Vec<u8> {
     resultd::policy::CompressionPolicy::new(resultd::config::CompressionSettings::default())
-        .compress(data)
+        .compress(bytes::Bytes::copy_from_slice(data))
         .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -254,4 +255,146 @@ async fn sigterm_answers_waiters_and_exits_within_the_grace_period() {
         http.get(format!("{base}/health/live")).send().await.is_err(),
         "new connections are refused"
     );
+}
+
+/// Ten gzip bombs at once are each refused at the cap, and meanwhile an unrelated read answers
+/// promptly: inflation runs off the async workers, a bounded number of jobs at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_gzip_bombs_do_not_stall_other_requests() {
+    let mut settings = test_settings();
+    settings.compression.max_inflated_bytes = 8 << 20;
+    settings.compression.blocking_jobs = 2;
+    let live = LiveServer::start(Kind::Memory, settings).await;
+    let http = reqwest::Client::new();
+    let other = new_id();
+    let r = http
+        .put(live.url(&format!("/results/{other}")))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let bomb = bytes::Bytes::from(gzip(&vec![b'0'; 24 << 20]).await);
+    assert!(bomb.len() < 100 << 10, "{}", bomb.len());
+    let mut bombs = Vec::new();
+    for _ in 0..10 {
+        let id = new_id();
+        http.put(live.url(&format!("/results/{id}")))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        let (http, url, bomb) = (http.clone(), live.url(&format!("/results/{id}/value")), bomb.clone());
+        bombs.push(tokio::spawn(async move {
+            let r = http
+                .put(url)
+                .header("content-type", "application/json")
+                .header("content-encoding", "gzip")
+                .body(bomb)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body: serde_json::Value = r.json().await.unwrap();
+            (status, body["code"].as_str().unwrap_or_default().to_owned())
+        }));
+    }
+    // Reads of another result while the bombs are being inflated.
+    let mut slowest = Duration::ZERO;
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let started = Instant::now();
+        let r = http.get(live.url(&format!("/results/{other}"))).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        slowest = slowest.max(started.elapsed());
+    }
+    for bomb in bombs {
+        let (status, code) = bomb.await.unwrap();
+        assert_eq!(
+            (status, code.as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large")
+        );
+    }
+    assert!(slowest < Duration::from_secs(1), "an unrelated GET took {slowest:?}");
+    live.stop().await;
+}
+
+/// A value just under the write limit is stored and reads back, gzip-accepting or not: the
+/// holder's own bytes around it do not push the stored value past the read path's cap.
+#[tokio::test]
+async fn values_at_the_size_limit_read_back() {
+    for kind in [Kind::Memory, Kind::Redis] {
+        let mut settings = test_settings();
+        settings.compression.max_inflated_bytes = 2 << 20;
+        settings.limits.value_body_bytes = 2 << 20;
+        let app = TestApp::with_settings(kind, settings).await;
+        // A JSON string just under the limit as sent, and one of exactly the limit sent gzipped.
+        let plain = format!("\"{}\"", "a".repeat((2 << 20) - 16));
+        let at_cap = format!("\"{}\"", "b".repeat((2 << 20) - 2));
+        let uploads = [
+            (plain, vec![("content-type", "application/json")], false),
+            (
+                at_cap,
+                vec![("content-type", "application/json"), ("content-encoding", "gzip")],
+                true,
+            ),
+        ];
+        for (value, headers, gzipped) in uploads {
+            let id = new_id();
+            app.put(&format!("/results/{id}"), json!({})).await;
+            let body = if gzipped {
+                gzip(value.as_bytes()).await
+            } else {
+                value.clone().into_bytes()
+            };
+            let r = app
+                .send(raw(
+                    Method::PUT,
+                    &format!("/results/{id}/value?state=SUCCESS"),
+                    &headers,
+                    body,
+                ))
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{kind:?} gzip={gzipped}: {}", r.json());
+            let r = app.get(&format!("/results/{id}/value")).await;
+            assert_eq!(
+                r.status,
+                StatusCode::OK,
+                "{kind:?} gzip={gzipped}: plain read: {}",
+                r.json()
+            );
+            assert_eq!(r.header("content-encoding"), None);
+            assert_eq!(r.json()["raw_value"].as_str().map(str::len), Some(value.len() - 2));
+            let r = app
+                .call(
+                    Method::GET,
+                    &format!("/results/{id}/value"),
+                    None,
+                    &[("accept-encoding", "gzip")],
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK);
+            assert_eq!(r.header("content-encoding"), Some("gzip"));
+            let holder = resultd::policy::compression::inflate_bounded(&r.body, 4 << 20).unwrap();
+            let holder: serde_json::Value = serde_json::from_slice(&holder).unwrap();
+            assert_eq!(holder["raw_value"].as_str().map(str::len), Some(value.len() - 2));
+        }
+        // One byte past the cap, inflated, is refused with its limit.
+        let id = new_id();
+        app.put(&format!("/results/{id}"), json!({})).await;
+        let over = gzip(format!("\"{}\"", "c".repeat((2 << 20) - 1)).as_bytes()).await;
+        let r = app
+            .send(raw(
+                Method::PUT,
+                &format!("/results/{id}/value"),
+                &[("content-type", "application/json"), ("content-encoding", "gzip")],
+                over,
+            ))
+            .await;
+        assert_eq!(
+            (r.status, r.problem_code().as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, "payload-too-large")
+        );
+        assert_eq!(r.json()["limit"], 2 << 20);
+    }
 }
