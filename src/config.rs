@@ -96,7 +96,7 @@ impl Default for CompressionSettings {
             min_bytes: 256,
             level: 6,
             max_inflated_bytes: 64 << 20,
-            blocking_jobs: 4,
+            blocking_jobs: 2,
         }
     }
 }
