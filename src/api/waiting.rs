@@ -114,10 +114,7 @@ fn outcome(app: &AppName, ids: &[ResultId], views: &[Option<ResultView>], mode: 
             None => out.missing.push(id.to_string()),
         }
     }
-    out.satisfied = match mode {
-        WaitMode::Any => !out.done.is_empty(),
-        WaitMode::All => out.done.len() == ids.len(),
-    };
+    out.satisfied = satisfied(views, mode);
     out
 }
 
