@@ -35,6 +35,8 @@ pub struct Settings {
     pub state: StateSettings,
     /// Redis connection behaviour.
     pub redis: RedisSettings,
+    /// The in-process cache of done results.
+    pub cache: CacheSettings,
     /// HTTP server behaviour.
     pub server: ServerSettings,
     /// Logging.
@@ -152,6 +154,14 @@ pub struct RedisSettings {
     pub poll_interval_ms: u64,
     /// PEM CA bundle for TLS.
     pub tls_ca_file: String,
+}
+
+/// The in-process cache of done results (Redis stores only).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSettings {
+    /// Bound of the cache in bytes; 0 turns it off.
+    pub max_bytes: u64,
 }
 
 /// HTTP server behaviour.

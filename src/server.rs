@@ -18,9 +18,9 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
         store.spawn_sweeper(Duration::from_secs(1));
         return Ok(Store::Memory(store));
     }
-    Ok(Store::Redis(
-        RedisStore::connect(&settings.store, &settings.redis).await?,
-    ))
+    let store = RedisStore::connect(&settings.store, &settings.redis).await?;
+    store.start_cache(settings.cache.max_bytes).await?;
+    Ok(Store::Redis(store))
 }
 
 /// The full application: routes plus the layer stack.

@@ -12,6 +12,11 @@
 //! | `waiters` | gauge | (long-polls held now) |
 //! | `change_watches` | gauge | (key watches registered in the changes hub) |
 //! | `keyspace_notifications_total` | counter | (Redis keyspace events received) |
+//! | `cache_requests_total` | counter | `outcome` (`hit`, `miss`): plain reads of done-result candidates |
+//! | `cache_evictions_total` | counter | (entries dropped to stay under `cache.max_bytes`) |
+//! | `cache_invalidations_total` | counter | (keys invalidated by a write or a tracking message) |
+//! | `cache_flushes_total` | counter | (whole-cache flushes: reconnect, lost feed, `FLUSHDB`) |
+//! | `cache_bytes`, `cache_entries` | gauge | (what the cache holds now) |
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -112,6 +117,28 @@ fn describe() {
         "resultd_keyspace_notifications_total",
         "Redis keyspace notifications received"
     );
+    metrics::describe_counter!(
+        "resultd_cache_requests_total",
+        "Plain reads of results looked up in the done-result cache, by outcome (hit, miss)"
+    );
+    metrics::describe_counter!(
+        "resultd_cache_evictions_total",
+        "Done-result cache entries dropped to stay under cache.max_bytes"
+    );
+    metrics::describe_counter!(
+        "resultd_cache_invalidations_total",
+        "Done-result cache keys invalidated by a write or a Redis tracking message"
+    );
+    metrics::describe_counter!(
+        "resultd_cache_flushes_total",
+        "Whole done-result cache flushes (reconnect, lost invalidation feed, FLUSHDB)"
+    );
+    metrics::describe_gauge!(
+        "resultd_cache_bytes",
+        Unit::Bytes,
+        "Bytes held by the done-result cache"
+    );
+    metrics::describe_gauge!("resultd_cache_entries", "Entries held by the done-result cache");
     metrics::describe_counter!(
         "resultd_listing_skipped_records_total",
         "Result records left out of listings because their stored bytes cannot be read"
@@ -258,4 +285,15 @@ pub fn record_gauges(waiters: usize, watches: usize) {
     metrics::gauge!("resultd_waiters").set(waiters as f64);
     metrics::gauge!("resultd_change_watches").set(watches as f64);
     metrics::counter!("resultd_keyspace_notifications_total").absolute(notifications());
+}
+
+/// Sets the done-result cache's counters and gauges, read at scrape time.
+pub fn record_cache(stats: &crate::store::cache::CacheStats) {
+    metrics::counter!("resultd_cache_requests_total", "outcome" => "hit").absolute(stats.hits);
+    metrics::counter!("resultd_cache_requests_total", "outcome" => "miss").absolute(stats.misses);
+    metrics::counter!("resultd_cache_evictions_total").absolute(stats.evictions);
+    metrics::counter!("resultd_cache_invalidations_total").absolute(stats.invalidations);
+    metrics::counter!("resultd_cache_flushes_total").absolute(stats.flushes);
+    metrics::gauge!("resultd_cache_bytes").set(stats.bytes as f64);
+    metrics::gauge!("resultd_cache_entries").set(stats.entries as f64);
 }

@@ -27,6 +27,9 @@ pub async fn metrics(State(ctx): State<ApiContext>) -> Result<Response, ApiError
         ));
     };
     crate::telemetry::record_gauges(ctx.wait_limiter().held(), ctx.store().changes().waiters());
+    if let Some(tracking) = ctx.store().tracking() {
+        crate::telemetry::record_cache(&tracking.cache().stats());
+    }
     let mut response = (StatusCode::OK, handle.render()).into_response();
     response
         .headers_mut()

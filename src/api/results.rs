@@ -421,7 +421,7 @@ pub async fn get_result(
     let wait = wait_request(&ctx, params.wait, &headers)?;
     let store = ctx.store();
     let view = match wait {
-        None => results::get(store, &app, &id)
+        None => results::get_cached(store, &app, &id)
             .await?
             .ok_or_else(|| not_found(&app, &id))?,
         Some(wait) => {

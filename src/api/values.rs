@@ -244,7 +244,7 @@ pub async fn get_result_value(
     let store = ctx.store();
     let gzip_accepted = accepts_gzip(&headers);
     let read = match wait {
-        None => results::get_value(store, &app, &id).await?,
+        None => results::get_value_cached(store, &app, &id).await?,
         Some(wait) => {
             // As in get_result: the held wait keeps nothing of the request.
             drop(headers);

@@ -12,12 +12,14 @@
 //! worker) either lands before the check, and the write retries, or after the write.
 
 pub mod app_state;
+pub mod cache;
 pub mod changes;
 pub mod codec;
 pub mod keys;
 pub mod memory;
 pub mod redis;
 pub mod results;
+pub mod tracking;
 
 use std::future::Future;
 use std::time::Duration;
@@ -312,7 +314,12 @@ async fn instrumented<T>(op: &'static str, call: impl Future<Output = Result<T, 
 
 impl ResultStore for Store {
     async fn read_hash(&self, key: &str, refresh: Option<Duration>) -> Result<Option<HashSnapshot>, StoreError> {
-        instrumented("read_hash", async { dispatch!(self, s => s.read_hash(key, refresh)) }).await
+        let outcome = instrumented("read_hash", async { dispatch!(self, s => s.read_hash(key, refresh)) }).await;
+        if refresh.is_some() {
+            // The TTL moved: a cached expiry would be wrong.
+            self.invalidate([key]);
+        }
+        outcome
     }
     async fn read_hashes(&self, keys: &[String]) -> Result<Vec<Option<HashSnapshot>>, StoreError> {
         instrumented("read_hashes", async { dispatch!(self, s => s.read_hashes(keys)) }).await
@@ -321,7 +328,9 @@ impl ResultStore for Store {
         instrumented("read_fields", async { dispatch!(self, s => s.read_fields(keys)) }).await
     }
     async fn write_hashes(&self, writes: &[HashWrite]) -> Result<WriteOutcome, StoreError> {
-        instrumented("write_hashes", async { dispatch!(self, s => s.write_hashes(writes)) }).await
+        let outcome = instrumented("write_hashes", async { dispatch!(self, s => s.write_hashes(writes)) }).await;
+        self.invalidate(writes.iter().map(|w| w.key.as_str()));
+        outcome
     }
     async fn upsert_hash(
         &self,
@@ -329,10 +338,12 @@ impl ResultStore for Store {
         fields: &Fields,
         ttl: Option<Duration>,
     ) -> Result<Option<HashSnapshot>, StoreError> {
-        instrumented("upsert_hash", async {
+        let outcome = instrumented("upsert_hash", async {
             dispatch!(self, s => s.upsert_hash(key, fields, ttl))
         })
-        .await
+        .await;
+        self.invalidate([key]);
+        outcome
     }
     async fn increment(
         &self,
@@ -341,10 +352,12 @@ impl ResultStore for Store {
         by: i64,
         ttl: Option<Duration>,
     ) -> Result<IncrementOutcome, StoreError> {
-        instrumented("increment", async {
+        let outcome = instrumented("increment", async {
             dispatch!(self, s => s.increment(key, field, by, ttl))
         })
-        .await
+        .await;
+        self.invalidate([key]);
+        outcome
     }
     async fn increment_once(
         &self,
@@ -354,28 +367,36 @@ impl ResultStore for Store {
         ttl: Option<Duration>,
         once: &Once,
     ) -> Result<OnceOutcome, StoreError> {
-        instrumented("increment_once", async {
+        let outcome = instrumented("increment_once", async {
             dispatch!(self, s => s.increment_once(key, field, by, ttl, once))
         })
-        .await
+        .await;
+        self.invalidate([key]);
+        outcome
     }
     async fn pop_field(&self, key: &str, field: &str, ttl: Option<Duration>) -> Result<Option<Bytes>, StoreError> {
-        instrumented("pop_field", async {
+        let outcome = instrumented("pop_field", async {
             dispatch!(self, s => s.pop_field(key, field, ttl))
         })
-        .await
+        .await;
+        self.invalidate([key]);
+        outcome
     }
     async fn read_set(&self, key: &str) -> Result<Vec<Bytes>, StoreError> {
         instrumented("read_set", async { dispatch!(self, s => s.read_set(key)) }).await
     }
     async fn add_to_set(&self, key: &str, members: &[Bytes], ttl: Option<Duration>) -> Result<(), StoreError> {
-        instrumented("add_to_set", async {
+        let outcome = instrumented("add_to_set", async {
             dispatch!(self, s => s.add_to_set(key, members, ttl))
         })
-        .await
+        .await;
+        self.invalidate([key]);
+        outcome
     }
     async fn delete(&self, keys: &[String]) -> Result<u64, StoreError> {
-        instrumented("delete", async { dispatch!(self, s => s.delete(keys)) }).await
+        let outcome = instrumented("delete", async { dispatch!(self, s => s.delete(keys)) }).await;
+        self.invalidate(keys.iter().map(String::as_str));
+        outcome
     }
     async fn scan(&self, pattern: &str, cursor: &str, count: u32) -> Result<(String, Vec<String>), StoreError> {
         instrumented("scan", async { dispatch!(self, s => s.scan(pattern, cursor, count)) }).await
@@ -391,7 +412,91 @@ impl ResultStore for Store {
     }
 }
 
+/// Whether a record hash holds a done state (only those are cached).
+fn is_done_record(snap: &HashSnapshot) -> bool {
+    snap.get("state")
+        .and_then(|raw| std::str::from_utf8(raw).ok())
+        .and_then(|s| s.strip_prefix('"')?.strip_suffix('"'))
+        .and_then(crate::domain::ResultState::from_name)
+        .is_some_and(crate::domain::ResultState::is_done)
+}
+
 impl Store {
+    /// The done-result cache's tracking, when the cache is on (Redis only: the embedded store
+    /// is in process already).
+    pub fn tracking(&self) -> Option<&tracking::Tracking> {
+        match self {
+            Self::Memory(_) => None,
+            Self::Redis(r) => r.tracking(),
+        }
+    }
+
+    /// Forgets cached entries of `keys`; every write calls it before it answers.
+    fn invalidate<'a>(&self, keys: impl IntoIterator<Item = &'a str>) {
+        if let Some(t) = self.tracking() {
+            for key in keys {
+                t.cache().invalidate(key);
+            }
+        }
+    }
+
+    /// Reads a result record for a plain read: a done record comes from the cache when held,
+    /// and one read from Redis is kept for the next.
+    pub async fn read_record(&self, key: &str) -> Result<Option<HashSnapshot>, StoreError> {
+        let Some(tracking) = self.tracking() else {
+            return self.read_hash(key, None).await;
+        };
+        let cache = tracking.cache();
+        if let Some(hit) = cache.get(key) {
+            return Ok(Some(hit));
+        }
+        let Some(ticket) = cache.ticket(key) else {
+            return self.read_hash(key, None).await;
+        };
+        let snap = instrumented("read_record", tracking.read(key)).await?;
+        if let Some(s) = &snap
+            && is_done_record(s)
+        {
+            cache.insert(&ticket, key, s);
+        }
+        Ok(snap)
+    }
+
+    /// Reads a record and its value holder for a plain read, from the cache when both are held
+    /// (a done record and its value are kept together).
+    pub async fn read_record_and_value(
+        &self,
+        record_key: &str,
+        value_key: &str,
+    ) -> Result<(Option<HashSnapshot>, Option<HashSnapshot>), StoreError> {
+        let uncached = async {
+            let mut hashes = self.read_fields(&[record_key.to_owned(), value_key.to_owned()]).await?;
+            let as_snapshot = |f: Option<Fields>| f.map(|fields| HashSnapshot { fields, ttl_ms: None });
+            let value = as_snapshot(hashes.pop().flatten());
+            Ok((as_snapshot(hashes.pop().flatten()), value))
+        };
+        let Some(tracking) = self.tracking() else {
+            return uncached.await;
+        };
+        let cache = tracking.cache();
+        if let Some(record) = cache.get(record_key)
+            && let Some(value) = cache.get(value_key)
+        {
+            return Ok((Some(record), Some(value)));
+        }
+        let (Some(record_ticket), Some(value_ticket)) = (cache.ticket(record_key), cache.ticket(value_key)) else {
+            return uncached.await;
+        };
+        let [record, value] = instrumented("read_record_and_value", tracking.read_pair(record_key, value_key)).await?;
+        if let (Some(r), Some(v)) = (&record, &value)
+            && is_done_record(r)
+        {
+            cache.insert(&value_ticket, value_key, v);
+            cache.insert(&record_ticket, record_key, r);
+        }
+        Ok((record, value))
+    }
+
     /// The store's kind, for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,7 +25,9 @@ use fred::types::{ClusterHash, CustomCommand};
 
 use tokio_util::sync::CancellationToken;
 
+use super::cache::ResultCache;
 use super::codec::etag;
+use super::tracking::Tracking;
 use super::{
     ChangeHub, Fields, Guard, HashSnapshot, HashWrite, IncrementOutcome, Once, OnceOutcome, ResultStore, StoreError,
     WriteOutcome,
@@ -220,6 +222,8 @@ struct Inner {
     scripts: Scripts,
     clustered: bool,
     notifications: AtomicBool,
+    /// The done-result cache's tracked reader and invalidation feed, once started.
+    tracking: OnceLock<Arc<Tracking>>,
 }
 
 #[derive(Clone, Copy)]
@@ -243,7 +247,7 @@ fn ttl_ms(ttl: Option<Duration>) -> i64 {
 /// command the ACL user may not run `Denied` (500); reachability, authentication and
 /// transient states (`LOADING`, `BUSY`, `MASTERDOWN`, …) are `Unavailable` (503); the rest
 /// `Backend`. The detail goes to the log.
-fn map_err(e: &Error) -> StoreError {
+pub(super) fn map_err(e: &Error) -> StoreError {
     // A script's error may carry its own prefix after the script's name; the code is the
     // reply's first word either way.
     let details = e.details();
@@ -290,7 +294,7 @@ fn string_of(v: Value) -> String {
 }
 
 /// A snapshot from an `HGETALL` reply (a map, or a flat array) and a `PTTL`.
-fn snapshot_of(reply: Value, pttl: i64) -> Option<HashSnapshot> {
+pub(super) fn snapshot_of(reply: Value, pttl: i64) -> Option<HashSnapshot> {
     let fields: Vec<(String, Bytes)> = match reply {
         Value::Map(map) => map
             .inner()
@@ -519,10 +523,38 @@ impl RedisStore {
             },
             clustered,
             notifications: AtomicBool::new(false),
+            tracking: OnceLock::new(),
         });
         let store = Self { inner };
         store.start_change_feed().await?;
         Ok(store)
+    }
+
+    /// Starts the done-result cache of `max_bytes` (0: off), kept exact by client tracking.
+    /// On a Cluster it stays off: tracking redirection is per node.
+    pub async fn start_cache(&self, max_bytes: u64) -> Result<(), StoreError> {
+        let Some(cache) = ResultCache::new(max_bytes) else {
+            return Ok(());
+        };
+        if self.inner.clustered {
+            tracing::info!("the result cache is off on a Cluster (client tracking redirects per node)");
+            return Ok(());
+        }
+        let t = self.inner.timeouts;
+        let reader = builder(self.inner.config.clone(), t).build().map_err(|e| map_err(&e))?;
+        let feed = builder(self.inner.config.clone(), t)
+            .build_subscriber_client()
+            .map_err(|e| map_err(&e))?;
+        let tracking = Tracking::start(reader, feed, cache, t.connect, t.command).await;
+        if self.inner.tracking.set(tracking).is_err() {
+            tracing::warn!("the result cache was started twice; the second is ignored");
+        }
+        Ok(())
+    }
+
+    /// The done-result cache's tracking, when the cache is on.
+    pub fn tracking(&self) -> Option<&Tracking> {
+        self.inner.tracking.get().map(Arc::as_ref)
     }
 
     /// `keyspace-notifications` or `polling`.
@@ -572,6 +604,9 @@ impl RedisStore {
                 s
             })
             .collect();
+        if let Some(tracking) = self.inner.tracking.get() {
+            tracking.close().await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             // Connections that are down have nothing to close.
             for s in subscribers.iter().filter(|s| s.is_connected()) {

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 
 use super::codec::{self, StoredValue};
-use super::{Guard, HashSnapshot, HashWrite, Once, ResultStore, StoreError, WriteOutcome, keys};
+use super::{Guard, HashSnapshot, HashWrite, Once, ResultStore, Store, StoreError, WriteOutcome, keys};
 use crate::domain::{AppName, RecordPatch, ResultId, ResultRecord, ResultState, TransitionError};
 
 /// How many times a conditional update is retried against concurrent writers.
@@ -338,17 +338,44 @@ pub async fn get_value<S: ResultStore>(store: &S, app: &AppName, id: &ResultId) 
     let value_key = keys::value(app, id);
     let mut hashes = store.read_fields(&[key.clone(), value_key.clone()]).await?;
     let value = hashes.pop().flatten();
-    let Some(fields) = hashes.pop().flatten() else {
+    value_read(&key, &value_key, *id, hashes.pop().flatten(), value)
+}
+
+/// [`get`] for a plain read: a done result may be answered from the cache.
+pub async fn get_cached(store: &Store, app: &AppName, id: &ResultId) -> Result<Option<ResultView>, StoreError> {
+    let key = keys::result(app, id);
+    match store.read_record(&key).await? {
+        Some(snap) => Ok(Some(view_of(&key, *id, &snap)?)),
+        None => Ok(None),
+    }
+}
+
+/// [`get_value`] for a plain read: a done result and its value may be answered from the cache.
+pub async fn get_value_cached(store: &Store, app: &AppName, id: &ResultId) -> Result<ValueRead, StoreError> {
+    let key = keys::result(app, id);
+    let value_key = keys::value(app, id);
+    let (record, value) = store.read_record_and_value(&key, &value_key).await?;
+    value_read(&key, &value_key, *id, record.map(|r| r.fields), value.map(|v| v.fields))
+}
+
+fn value_read(
+    key: &str,
+    value_key: &str,
+    id: ResultId,
+    record: Option<codec::Fields>,
+    value: Option<codec::Fields>,
+) -> Result<ValueRead, StoreError> {
+    let Some(fields) = record else {
         return Ok(ValueRead::NotFound);
     };
-    let view = view_of(&key, *id, &HashSnapshot { fields, ttl_ms: None })?;
+    let view = view_of(key, id, &HashSnapshot { fields, ttl_ms: None })?;
     if !view.record.is_done() {
         return Ok(ValueRead::NotReady(view));
     }
     match value {
         None => Ok(ValueRead::Expired(view)),
         Some(v) => {
-            let stored = codec::decode_value(&v).map_err(|e| corrupt(&value_key, &e))?;
+            let stored = codec::decode_value(&v).map_err(|e| corrupt(value_key, &e))?;
             Ok(ValueRead::Value(view, stored))
         }
     }

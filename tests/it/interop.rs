@@ -156,6 +156,16 @@ async fn mognet_written_results_read_back_identically_over_http() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mognet_written_results_read_back_identically_with_the_cache_off() {
+    let mut s = settings();
+    s.cache.max_bytes = 0;
+    let server = LiveServer::on_redis_db(s, DB).await;
+    let report = run_script(&server, "mognet_writes.py", "interop.mognet-writes-uncached", &[]).await;
+    server.stop().await;
+    assert_report(&report, 700);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_written_over_http_read_back_in_mognet_with_gzip_values() {
     let mut s = settings();
     s.compression.enabled = true;
@@ -176,6 +186,8 @@ async fn results_written_over_http_read_back_in_mognet_with_gzip_values() {
 async fn results_written_over_http_read_back_in_mognet_with_plain_values() {
     let mut s = settings();
     s.compression.enabled = false;
+    // The other way round from the gzip test: the cache off.
+    s.cache.max_bytes = 0;
     let server = LiveServer::on_redis_db(s, DB).await;
     let report = run_script(
         &server,

@@ -3,6 +3,7 @@
 
 mod auth;
 mod browser;
+mod cache;
 mod clients;
 mod conformance;
 mod connections;

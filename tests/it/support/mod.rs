@@ -26,7 +26,10 @@ pub use self::topology::{ClusterSet, SentinelSet};
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {
     Memory,
+    /// Redis with the done-result cache on (the default).
     Redis,
+    /// Redis with the done-result cache off (`cache.max_bytes = 0`).
+    RedisUncached,
     /// A primary, a replica and three sentinels.
     Sentinel,
     /// Three Cluster primaries.
@@ -46,9 +49,13 @@ pub struct TestStore {
     pub topology: Option<Topology>,
 }
 
-async fn redis_store(url: &str) -> Store {
+async fn redis_store(url: &str, cached: bool) -> Store {
     let settings = test_settings();
-    Store::Redis(RedisStore::connect(url, &settings.redis).await.expect("redis store"))
+    let store = RedisStore::connect(url, &settings.redis).await.expect("redis store");
+    if cached {
+        store.start_cache(settings.cache.max_bytes).await.expect("result cache");
+    }
+    Store::Redis(store)
 }
 
 pub async fn store(kind: Kind) -> TestStore {
@@ -62,10 +69,10 @@ pub async fn store(kind: Kind) -> TestStore {
                 topology: None,
             }
         }
-        Kind::Redis => {
+        Kind::Redis | Kind::RedisUncached => {
             let server = RedisServer::start();
             TestStore {
-                store: redis_store(&server.url()).await,
+                store: redis_store(&server.url(), matches!(kind, Kind::Redis)).await,
                 redis: Some(server),
                 topology: None,
             }
@@ -75,7 +82,7 @@ pub async fn store(kind: Kind) -> TestStore {
                 .await
                 .expect("sentinels");
             TestStore {
-                store: redis_store(&set.url()).await,
+                store: redis_store(&set.url(), true).await,
                 redis: None,
                 topology: Some(Topology::Sentinel(set)),
             }
@@ -83,7 +90,7 @@ pub async fn store(kind: Kind) -> TestStore {
         Kind::Cluster => {
             let set = tokio::task::spawn_blocking(ClusterSet::start).await.expect("cluster");
             TestStore {
-                store: redis_store(&set.url()).await,
+                store: redis_store(&set.url(), true).await,
                 redis: None,
                 topology: Some(Topology::Cluster(set)),
             }
@@ -250,6 +257,7 @@ impl LiveServer {
         let store = RedisStore::connect(&redis_url, &settings.redis)
             .await
             .expect("redis store");
+        store.start_cache(settings.cache.max_bytes).await.expect("result cache");
         let mut live = Self::over(Store::Redis(store), Some(redis), settings).await;
         live.redis_url = redis_url;
         live
@@ -290,12 +298,13 @@ pub fn new_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// Runs each listed `async fn(Kind)` test on both stores.
+/// Runs each listed `async fn(Kind)` test on both stores (Redis with the cache on and off).
 #[macro_export]
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         $crate::on_both_stores!(@each memory, Memory; $($name),*);
         $crate::on_both_stores!(@each redis, Redis; $($name),*);
+        $crate::on_both_stores!(@each redis_uncached, RedisUncached; $($name),*);
     };
     (@each $module:ident, $kind:ident; $($name:ident),*) => {
         mod $module {
