@@ -29,7 +29,14 @@ use crate::error::{ApiError, ErrorCode, PROBLEM_JSON, Problem};
         (name = "state", description = "Per-app state hashes"),
         (name = "operations", description = "Health and metrics"),
     ),
-    components(schemas(Problem))
+    components(schemas(
+        Problem,
+        crate::api::values::ContentCoding,
+        crate::api::values::ReadyState,
+        crate::api::values::JsonObject,
+        crate::api::values::ExceptionInfoUpload,
+        crate::api::waiting::ResultEvent
+    ))
 )]
 pub struct ApiDoc;
 

@@ -59,8 +59,9 @@ pub struct ValueHolderUpload;
 
 impl utoipa::PartialSchema for ValueHolderUpload {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, SchemaType, Type};
-        let holder = |value_type: &str, raw: ObjectBuilder| {
+        use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, SchemaType, Type};
+        use utoipa::openapi::{Ref, RefOr, schema::Schema};
+        let holder = |value_type: &str, raw: RefOr<Schema>| {
             ObjectBuilder::new()
                 .property(
                     "value_type",
@@ -75,9 +76,70 @@ impl utoipa::PartialSchema for ValueHolderUpload {
                     utoipa::openapi::schema::Schema,
                 >::FreeForm(false)))
         };
-        let of = |t: Type| ObjectBuilder::new().schema_type(SchemaType::from_iter([t, Type::Null]));
+        let of = |t: Type| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([t, Type::Null]))
+                .into()
+        };
+        // Arrays and objects as `anyOf` with null (not a type list): generators read them then.
+        let or_null = |schema: RefOr<Schema>| {
+            AnyOfBuilder::new()
+                .item(schema)
+                .item(ObjectBuilder::new().schema_type(Type::Null))
+                .into()
+        };
+        let list = or_null(
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(SchemaType::AnyValue))
+                .into(),
+        );
+        let dict = or_null(Ref::from_schema_name("JsonObject").into());
+        OneOfBuilder::new()
+            .item(holder("builtins:NoneType", ObjectBuilder::new().schema_type(Type::Null).into()))
+            .item(holder("builtins:bool", of(Type::Boolean)))
+            .item(holder("builtins:int", of(Type::Integer)))
+            .item(holder("builtins:float", of(Type::Number)))
+            .item(holder("builtins:str", of(Type::String)))
+            .item(holder("builtins:list", list))
+            .item(holder("builtins:dict", dict))
+            .item(holder(EXCEPTION_INFO_TYPE, Ref::from_schema_name("ExceptionInfoUpload").into()))
+            .description(Some("A holder upload (`application/vnd.mognet.value+json`)"))
+            .examples([serde_json::json!({"value_type": "mognet.model.result:_ExceptionInfo",
+                "raw_value": {"name": "builtins:ValueError", "message": "printer is out of paper", "traceback": "Traceback (most recent call last): …"}})])
+            .into()
+    }
+}
+
+impl ToSchema for ValueHolderUpload {}
+
+/// Any JSON object (the value of a `builtins:dict` holder).
+#[derive(Debug)]
+pub struct JsonObject;
+
+impl utoipa::PartialSchema for JsonObject {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .additional_properties(Some(AdditionalProperties::<utoipa::openapi::schema::Schema>::FreeForm(
+                true,
+            )))
+            .description(Some("Any JSON object"))
+            .into()
+    }
+}
+
+impl ToSchema for JsonObject {}
+
+/// The exception record of a `mognet.model.result:_ExceptionInfo` holder upload.
+#[derive(Debug)]
+pub struct ExceptionInfoUpload;
+
+impl utoipa::PartialSchema for ExceptionInfoUpload {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
         let text = || ObjectBuilder::new().schema_type(Type::String);
-        let exception = ObjectBuilder::new()
+        ObjectBuilder::new()
             .schema_type(Type::Object)
             .property("name", text())
             .required("name")
@@ -87,24 +149,12 @@ impl utoipa::PartialSchema for ValueHolderUpload {
             .required("traceback")
             .description(Some(
                 "`raw_data` and `raw_data_encoding` may be given and are always dropped",
-            ));
-        OneOfBuilder::new()
-            .item(holder("builtins:NoneType", ObjectBuilder::new().schema_type(Type::Null)))
-            .item(holder("builtins:bool", of(Type::Boolean)))
-            .item(holder("builtins:int", of(Type::Integer)))
-            .item(holder("builtins:float", of(Type::Number)))
-            .item(holder("builtins:str", of(Type::String)))
-            .item(holder("builtins:list", of(Type::Array)))
-            .item(holder("builtins:dict", of(Type::Object)))
-            .item(holder(EXCEPTION_INFO_TYPE, exception))
-            .description(Some("A holder upload (`application/vnd.mognet.value+json`)"))
-            .examples([serde_json::json!({"value_type": "mognet.model.result:_ExceptionInfo",
-                "raw_value": {"name": "builtins:ValueError", "message": "printer is out of paper", "traceback": "Traceback (most recent call last): …"}})])
+            ))
             .into()
     }
 }
 
-impl ToSchema for ValueHolderUpload {}
+impl ToSchema for ExceptionInfoUpload {}
 
 /// The ready states a value upload may complete a result with.
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema)]

@@ -198,3 +198,37 @@ fn optional_headers_are_documented_as_strings_or_named_types_not_nullable() {
     }
     assert!(headers > 5);
 }
+
+/// Every `$ref` under `value`, with where it was found.
+fn refs<'a>(value: &'a serde_json::Value, at: String, out: &mut Vec<(String, &'a str)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v.as_str()) {
+                    ("$ref", Some(r)) => out.push((at.clone(), r)),
+                    _ => refs(v, format!("{at}/{k}"), out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                refs(v, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_reference_resolves() {
+    let doc: serde_json::Value = serde_json::from_str(COMMITTED).unwrap();
+    let mut found = Vec::new();
+    refs(&doc, String::new(), &mut found);
+    assert!(found.len() > 20);
+    let dangling: Vec<String> = found
+        .into_iter()
+        .filter(|(_, r)| r.strip_prefix('#').and_then(|p| doc.pointer(p)).is_none())
+        .map(|(at, r)| format!("{at}: {r}"))
+        .collect();
+    assert!(dangling.is_empty(), "references to nothing:\n{}", dangling.join("\n"));
+}
