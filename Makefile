@@ -1,5 +1,5 @@
 # The single source of commands: README, CI and developers all go through these targets.
-.PHONY: run test lint fmt openapi ci redis interop-venv chromium bench bench-wait build fuzz-api soak
+.PHONY: run test lint fmt openapi ci redis interop-venv clients chromium bench bench-wait build fuzz-api soak
 
 CARGO ?= cargo
 
@@ -11,8 +11,8 @@ build:
 	$(CARGO) build --release --locked
 
 ## Every test: installs redis-server, redis-sentinel, openssl and chromium when missing, builds the mognet venv,
-## runs the one integration binary, then fuzzes the served contract with schemathesis.
-test: redis chromium interop-venv
+## generates the Python and TypeScript clients, runs the one integration binary, then fuzzes the served contract with schemathesis.
+test: redis chromium interop-venv clients
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \
 	else \
@@ -28,6 +28,11 @@ redis:
 ## reused while the requirements and the Python version are unchanged.
 interop-venv:
 	@scripts/venv.sh .venv-interop interop/requirements.txt
+
+## The Python and TypeScript clients generated from openapi/openapi.json into target/clients/ by the
+## pinned generators (tests/clients/), for the generated-client tests; installs nodejs and npm when missing.
+clients:
+	@scripts/clients.sh
 
 ## Debian's chromium, for the browser test of the docs page, when missing.
 chromium:

@@ -7,6 +7,7 @@ mod cache;
 mod clients;
 mod conformance;
 mod connections;
+mod generated_clients;
 mod hostile;
 mod idempotency;
 mod interop;
