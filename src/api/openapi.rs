@@ -34,8 +34,7 @@ use crate::error::{ApiError, ErrorCode, PROBLEM_JSON, Problem};
         crate::api::values::ContentCoding,
         crate::api::values::ReadyState,
         crate::api::values::JsonObject,
-        crate::api::values::ExceptionInfoUpload,
-        crate::api::waiting::ResultEvent
+        crate::api::values::ExceptionInfoUpload
     ))
 )]
 pub struct ApiDoc;

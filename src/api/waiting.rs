@@ -341,8 +341,7 @@ async fn next_event(mut f: Follow) -> Option<(Result<Event, Infallible>, Follow)
     params(("id" = String, Path, description = "Result id", format = Uuid), AppParam,
            ("Last-Event-ID" = Option<String>, Header, description = "Resume: the record is sent again only if it changed since this event id")),
     responses(
-        (status = 200, description = "An event stream (text, each event shaped as the `ResultEvent` schema): `result` events carry the record as JSON (event id = its ETag); `deleted` and `error` end it", content_type = "text/event-stream", body = String,
-            example = json!("event: result\nid: 5d701b90b6c74daf5598ceaf9826871f\ndata: {\"id\":\"3f0c8a52-1f4e-4b7a-9d55-0e8f2b4c6a10\",\"state\":\"RUNNING\",\"done\":false}\n\n")),
+        (status = 200, description = "An event stream: `result` events carry the record as JSON (event id = its ETag); `deleted` and `error` end it", content_type = "text/event-stream", body = ResultEvent),
         (status = 400, description = "`invalid-result-id`, `invalid-app`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`result-not-found`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`too-many-waiters`", body = Problem, content_type = "application/problem+json"),
