@@ -175,9 +175,9 @@ impl Tracking {
     /// Reads a hash and its TTL on the tracked connection (both commands share one round trip).
     pub async fn read(&self, key: &str) -> Result<Option<HashSnapshot>, StoreError> {
         let (fields, pttl) = tokio::join!(self.reader.hgetall::<Value, _>(key), self.reader.pttl::<i64, _>(key));
-        let fields = fields.map_err(|e| super::redis::map_err(&e))?;
-        let pttl = pttl.map_err(|e| super::redis::map_err(&e))?;
-        Ok(super::redis::snapshot_of(fields, pttl))
+        let fields = fields.map_err(|e| super::redis::reply::map_err(&e))?;
+        let pttl = pttl.map_err(|e| super::redis::reply::map_err(&e))?;
+        Ok(super::redis::reply::snapshot_of(fields, pttl))
     }
 
     /// Reads two hashes and their TTLs on the tracked connection, in one round trip.
