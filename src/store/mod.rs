@@ -16,6 +16,7 @@ pub mod cache;
 pub mod changes;
 pub mod codec;
 pub mod keys;
+pub mod layout;
 pub mod memory;
 pub mod redis;
 pub mod results;

@@ -32,6 +32,8 @@ use self::connection::{Timeouts, builder, tls_with_ca_file};
 use self::feed::Feed;
 use self::reply::{bytes_of, decode_increment, decode_snapshot, map_err, snapshot_of, string_of};
 use self::scripts::{Scripts, push_write_args};
+use super::layout::Layout;
+use super::layout::mognet::Mognet;
 use super::{
     ChangeHub, Fields, Guard, HashSnapshot, HashWrite, IncrementOutcome, Once, OnceOutcome, ResultStore, StoreError,
     WriteOutcome,
@@ -111,7 +113,7 @@ impl RedisStore {
             config,
             timeouts,
             feed: Feed {
-                pattern: format!("__keyspace@{db}__:*.mognet.*"),
+                pattern: format!("__keyspace@{db}__:{}", Mognet.keyspace_glob().unwrap_or("*")),
                 db,
                 configure: settings.configure_notifications,
                 poll_interval: Duration::from_millis(settings.poll_interval_ms),
