@@ -43,6 +43,9 @@ pub struct Settings {
     pub log: LogSettings,
     /// Bearer-token authentication.
     pub auth: AuthSettings,
+    /// Celery's Redis result backend.
+    #[serde(default)]
+    pub celery: CelerySettings,
 }
 
 /// Key expiry, in seconds (0 = no expiry).
@@ -69,6 +72,37 @@ impl Default for TtlSettings {
             state_seconds: 7_200,
             min_seconds: 1,
             max_seconds: 31_536_000,
+        }
+    }
+}
+
+/// Celery's Redis result backend, served under `/celery/…` beside mognet's results.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CelerySettings {
+    /// Whether the Celery routes answer (off: 404 `layout-disabled`).
+    pub enabled: bool,
+    /// The literal key prefix in front of `celery-task-meta-` (Celery's final
+    /// `global_keyprefix`, separator included, exactly as it appears in the keys).
+    pub key_prefix: String,
+    /// Seconds a result written over HTTP lives (Celery `result_expires`; 0 = no expiry).
+    pub result_expires: u64,
+    /// Seconds a FAILURE written over HTTP lives (Celery 5.7 `result_failure_expires`);
+    /// unset: `result_expires`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_failure_expires: Option<u64>,
+    /// Celery `result_serializer`: only `json` is read (pickle and yaml are refused).
+    pub result_serializer: String,
+}
+
+impl Default for CelerySettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            key_prefix: String::new(),
+            result_expires: 86_400,
+            result_failure_expires: None,
+            result_serializer: "json".to_owned(),
         }
     }
 }
@@ -291,6 +325,21 @@ impl Settings {
                 message: message.to_owned(),
             })
         };
+        match self.celery.result_serializer.as_str() {
+            "json" => {}
+            "pickle" | "yaml" => {
+                return invalid(
+                    "celery.result_serializer",
+                    "pickle and yaml are refused: reading them means running what a writer stored; configure Celery with result_serializer = \"json\"",
+                );
+            }
+            other => {
+                return invalid(
+                    "celery.result_serializer",
+                    &format!("{other:?} is not supported (only \"json\")"),
+                );
+            }
+        }
         if let Err(e) = crate::domain::AppName::parse(&self.default_app) {
             return invalid("default_app", &e.0);
         }
@@ -402,6 +451,7 @@ impl fmt::Debug for Settings {
             .field("redis", &self.redis)
             .field("server", &self.server)
             .field("auth_tokens", &self.auth.tokens.len())
+            .field("celery", &self.celery)
             .finish_non_exhaustive()
     }
 }
@@ -495,6 +545,29 @@ mod tests {
             let err = Settings::from_figment(f).unwrap_err().to_string();
             assert!(err.contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn celery_defaults_and_refused_serializers() {
+        let s = Settings::defaults().unwrap();
+        assert!(!s.celery.enabled);
+        assert_eq!(s.celery.result_expires, 86_400);
+        assert_eq!(s.celery.result_failure_expires, None);
+        assert_eq!(s.celery.key_prefix, "");
+        for bad in ["pickle", "yaml", "msgpack"] {
+            let f = Figment::from(Toml::string(DEFAULT_TOML))
+                .merge(Toml::string(&format!("[celery]\nresult_serializer = \"{bad}\"")));
+            let err = Settings::from_figment(f).unwrap_err().to_string();
+            assert!(err.contains("celery.result_serializer") && err.contains(bad), "{err}");
+        }
+        let f = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(
+            "[celery]\nenabled = true\nkey_prefix = \"app:\"\nresult_failure_expires = 600",
+        ));
+        let s = Settings::from_figment(f).unwrap();
+        assert_eq!(
+            (s.celery.key_prefix.as_str(), s.celery.result_failure_expires),
+            ("app:", Some(600))
+        );
     }
 
     #[test]
