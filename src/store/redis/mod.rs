@@ -32,14 +32,14 @@ use self::connection::{Timeouts, builder, tls_with_ca_file};
 use self::feed::Feed;
 use self::reply::{bytes_of, decode_increment, decode_snapshot, map_err, snapshot_of, string_of};
 use self::scripts::{Scripts, push_write_args};
+use super::cache::ResultCache;
 use super::layout::Layout;
 use super::layout::mognet::Mognet;
+use super::tracking::Tracking;
 use super::{
     ChangeHub, Fields, Guard, HashSnapshot, HashWrite, IncrementOutcome, Once, OnceOutcome, ResultStore, StoreError,
     WriteOutcome,
 };
-use super::cache::ResultCache;
-use super::tracking::Tracking;
 use crate::config::RedisSettings;
 
 struct Inner {
