@@ -272,10 +272,10 @@ def cache_counts(target: Target) -> tuple[int, int] | None:
     sums = {"hits": 0.0, "misses": 0.0}
     seen = False
     for line in body.decode(errors="replace").splitlines():
-        m = re.match(r"^resultd_cache_(hits|misses)_total(?:\{[^}]*\})?\s+([0-9.eE+]+)$", line)
+        m = re.match(r'^resultd_cache_requests_total\{outcome="(hit|miss)"\}\s+([0-9.eE+]+)$', line)
         if m:
             seen = True
-            sums[m.group(1)] += float(m.group(2))
+            sums["hits" if m.group(1) == "hit" else "misses"] += float(m.group(2))
     return (int(sums["hits"]), int(sums["misses"])) if seen else None
 
 

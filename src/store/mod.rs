@@ -447,6 +447,8 @@ impl Store {
         let Some(tracking) = self.tracking() else {
             return self.read_hash(key, None).await;
         };
+        // fred's futures are several KiB: boxed, as in every store call, so that a caller's
+        // future (a held wait's) stays small.
         let cache = tracking.cache();
         if let Some(hit) = cache.get(key) {
             return Ok(Some(hit));
@@ -454,7 +456,7 @@ impl Store {
         let Some(ticket) = cache.ticket(key) else {
             return self.read_hash(key, None).await;
         };
-        let snap = instrumented("read_record", tracking.read(key)).await?;
+        let snap = instrumented("read_hash", Box::pin(tracking.read(key))).await?;
         if let Some(s) = &snap
             && is_done_record(s)
         {
@@ -488,7 +490,7 @@ impl Store {
         let (Some(record_ticket), Some(value_ticket)) = (cache.ticket(record_key), cache.ticket(value_key)) else {
             return uncached.await;
         };
-        let [record, value] = instrumented("read_record_and_value", tracking.read_pair(record_key, value_key)).await?;
+        let [record, value] = instrumented("read_fields", Box::pin(tracking.read_pair(record_key, value_key))).await?;
         if let (Some(r), Some(v)) = (&record, &value)
             && is_done_record(r)
         {
