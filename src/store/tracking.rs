@@ -33,6 +33,9 @@ pub struct Tracking {
     cache: Arc<ResultCache>,
     command_timeout: Duration,
     stop: CancellationToken,
+    /// Whether the last attempt to turn tracking on failed (it is retried every heartbeat, but
+    /// warned about once).
+    failing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Tracking {
@@ -57,6 +60,7 @@ impl Tracking {
             cache: Arc::new(cache),
             command_timeout,
             stop: CancellationToken::new(),
+            failing: std::sync::atomic::AtomicBool::new(false),
         });
         // Subscribed before connecting, so the first connect's events are not missed.
         let invalidations = tracking.feed.invalidation_rx();
@@ -97,21 +101,22 @@ impl Tracking {
                 .await?;
             Ok::<(), Error>(())
         };
-        match tokio::time::timeout(self.command_timeout * 4, steps).await {
+        let failure = match tokio::time::timeout(self.command_timeout * 4, steps).await {
             Ok(Ok(())) => {
                 self.cache.set_live(true);
+                self.failing.store(false, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!("result cache: client tracking is on");
-                true
+                return true;
             }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "result cache: client tracking could not be turned on; reads go to Redis until it is");
-                false
-            }
-            Err(_) => {
-                tracing::warn!("result cache: turning client tracking on timed out; reads go to Redis until it is");
-                false
-            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        if self.failing.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::debug!(error = %failure, "result cache: client tracking is still off");
+        } else {
+            tracing::warn!(error = %failure, "result cache: client tracking could not be turned on; reads go to Redis until it is (retried every second)");
         }
+        false
     }
 
     async fn run(
