@@ -53,13 +53,18 @@ async fn cached_done_result(app: &TestApp) -> (String, String) {
     (uri, format!("test.mognet.result.{id}"))
 }
 
-async fn cached_app() -> TestApp {
-    let app = TestApp::new(Kind::Redis).await;
+/// Waits (at most 5 s) until the app's cache is live: tracking is on.
+async fn until_live(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !app.ctx.store().tracking().expect("cache on").cache().is_live() {
         assert!(Instant::now() < deadline, "tracking never came on");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+async fn cached_app() -> TestApp {
+    let app = TestApp::new(Kind::Redis).await;
+    until_live(&app).await;
     app
 }
 
@@ -250,11 +255,7 @@ async fn the_cache_stays_under_its_bound_with_ten_times_as_many_results_read() {
     let store = RedisStore::connect(&server.url(), &settings.redis).await.unwrap();
     store.start_cache(bound).await.unwrap();
     let app = TestApp::over(settings, Store::Redis(store), Some(server), None);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !app.ctx.store().tracking().unwrap().cache().is_live() {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until_live(&app).await;
     // One entry weighs about 700 bytes here: 4 000 results are about ten times the bound.
     let ids: Vec<String> = (0..4000).map(|_| new_id()).collect();
     for chunk in ids.chunks(200) {
