@@ -89,9 +89,11 @@ pub enum PutOutcome {
     Final(TaskView),
 }
 
-/// Stores a task's state as Celery's `store_result` does (SETEX with the state's TTL, then
-/// PUBLISH on the key), unless a SUCCESS is stored: that check and the write are one atomic
-/// step (a compare-and-set on the bytes read), where Celery's own check is a separate GET.
+/// Stores a task's state as Celery's `store_result` does, unless a SUCCESS is stored.
+///
+/// The write is SETEX with the state's TTL, then PUBLISH on the key; the check and the write
+/// are one atomic step (a compare-and-set on the bytes read), where Celery's own check is a
+/// separate GET.
 pub async fn put(
     store: &Store,
     layout: &Celery,

@@ -77,6 +77,13 @@ impl Celery {
         }
     }
 
+    /// The same layout with FAILURE's own TTL (`None`: FAILURE results never expire).
+    #[must_use]
+    pub fn with_failure_expires(mut self, failure_expires: Option<Duration>) -> Self {
+        self.failure_expires = failure_expires;
+        self
+    }
+
     /// The literal key prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -330,9 +337,10 @@ pub fn format_date_done(t: &DateTime<Utc>) -> String {
     }
 }
 
-/// The stored bytes of a task write, as Celery's `_store_result` writes them: status, result,
-/// traceback, children, date_done (ready states only), group_id, parent_id, the extended
-/// fields, task_id last.
+/// The stored bytes of a task write, as Celery's `_store_result` writes them.
+///
+/// Keys in Celery's order: `status`, `result`, `traceback`, `children`, `date_done` (ready
+/// states only), `group_id`, `parent_id`, the extended fields, `task_id` last.
 pub fn encode_task(id: &TaskId, write: &TaskWrite, now: DateTime<Utc>) -> String {
     let mut map = Map::new();
     map.insert("status".to_owned(), Value::from(write.status.as_str()));
