@@ -183,7 +183,7 @@ pub struct CeleryResultInput {
     pub worker: Option<String>,
     /// Retries so far.
     #[serde(default)]
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 4_294_967_295_u64)]
     pub retries: Option<u32>,
     /// The queue.
     #[serde(default)]
@@ -298,8 +298,8 @@ fn layout_for<'a>(ctx: &'a ApiContext, app: Option<&'a str>) -> Result<(&'a str,
     match ctx.celery_layout(name) {
         Some(layout) => Ok((name, layout)),
         None => Err(ApiError::new(
-            ErrorCode::InvalidApp,
-            format!("no Celery app {name:?} is configured (celery.app or celery.apps)"),
+            ErrorCode::LayoutDisabled,
+            format!("no Celery app {name:?} is configured on this server (celery.app or celery.apps)"),
         )),
     }
 }
@@ -398,7 +398,7 @@ async fn wait_ready(
          headers(("ETag" = String, description = "Strong ETag of the stored bytes"), ("Preference-Applied" = String, description = "The wait used, when `Prefer: wait` was sent"))),
         (status = 304, description = "Not modified (If-None-Match matched)"),
         (status = 400, description = "`invalid-task-id`, `invalid-app`, `invalid-query`, `invalid-header`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`result-not-found`: no record (or it was forgotten or expired during the wait); `layout-disabled`: `celery.enabled` is false", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`result-not-found`: no record (or it was forgotten or expired during the wait); `layout-disabled`: `celery.enabled` is false, or `?app=` names no configured Celery app", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`undecodable-record`: the stored value is not Celery JSON resultd can read (another serializer, a codec other than zlib, too large when inflated)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`too-many-waiters`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`store-unavailable`, `waiters-exhausted`, `shutting-down`", body = Problem, content_type = "application/problem+json"),
@@ -447,7 +447,7 @@ pub async fn get_celery_result(
         (status = 201, description = "Stored; there was no record", body = CeleryResultBody, headers(("ETag" = String, description = "Strong ETag of the stored bytes"))),
         (status = 200, description = "Stored over an earlier state", body = CeleryResultBody, headers(("ETag" = String, description = "Strong ETag of the stored bytes"))),
         (status = 400, description = "`invalid-task-id`, `invalid-app`, `invalid-json`, `malformed-request`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`layout-disabled`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`layout-disabled`: Celery is off, or `?app=` names no configured Celery app", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`illegal-transition`: a SUCCESS is stored, which is final (`current_state` SUCCESS)", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
@@ -564,7 +564,7 @@ fn wait_outcome(app: &str, ids: &[TaskId], readings: &[Reading], mode: WaitMode)
     responses(
         (status = 200, description = "Where each result stands when the condition was met or the wait ran out", body = CeleryWaitOutcome),
         (status = 400, description = "`invalid-app`, `invalid-json`, `malformed-request`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`layout-disabled`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`layout-disabled`: Celery is off, or `?app=` names no configured Celery app", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`: no ids, more than 1000, or one that is not a valid task id; `undecodable-record`", body = Problem, content_type = "application/problem+json"),
@@ -943,7 +943,7 @@ pub struct CeleryGroupInput {
         (status = 201, description = "Saved; there was no group record", body = CeleryGroupBody),
         (status = 200, description = "Saved over an earlier group record", body = CeleryGroupBody),
         (status = 400, description = "`invalid-task-id`, `invalid-app`, `invalid-json`, `malformed-request`", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`layout-disabled`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`layout-disabled`: Celery is off, or `?app=` names no configured Celery app", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "`payload-too-large`", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "`unsupported-media-type`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`invalid-body`: no members, more than 1000, or a bad task id", body = Problem, content_type = "application/problem+json"),
@@ -1094,7 +1094,7 @@ fn flower_body(id: &TaskId, view: Option<&TaskView>) -> FlowerResult {
     responses(
         (status = 200, description = "The task's state, with its result when ready", body = FlowerResult),
         (status = 400, description = "`invalid-task-id`, `invalid-app`, `invalid-query` (a bad `timeout`)", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "`layout-disabled`", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`layout-disabled`: Celery is off, or `?app=` names no configured Celery app", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`undecodable-record`", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`too-many-waiters`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`store-unavailable`, `waiters-exhausted`, `shutting-down`", body = Problem, content_type = "application/problem+json"),
