@@ -570,6 +570,7 @@ impl ResultStore for RedisStore {
         expected: Option<&Bytes>,
         value: &Bytes,
         ttl: Option<Duration>,
+        publish: bool,
     ) -> Result<SwapOutcome, StoreError> {
         let ttl_secs = ttl.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1));
         let args = vec![
@@ -577,6 +578,7 @@ impl ResultStore for RedisStore {
             Value::Bytes(expected.cloned().unwrap_or_default()),
             Value::Bytes(value.clone()),
             Value::Integer(ttl_secs),
+            Value::Integer(i64::from(publish)),
         ];
         let reply = self
             .eval(&self.inner.scripts.swap_string, vec![key.to_owned()], args)
