@@ -1,5 +1,5 @@
 # The single source of commands: README, CI and developers all go through these targets.
-.PHONY: run test lint fmt openapi ci redis interop-venv clients chromium bench bench-wait build fuzz-api soak
+.PHONY: run test lint fmt openapi ci redis interop-venv clients chromium rigatoni-writer bench bench-wait build fuzz-api soak
 
 CARGO ?= cargo
 
@@ -12,7 +12,7 @@ build:
 
 ## Every test: installs redis-server, redis-sentinel, openssl and chromium when missing, builds the mognet venv,
 ## generates the Python and TypeScript clients, runs the one integration binary, then fuzzes the served contract with schemathesis.
-test: redis chromium interop-venv clients
+test: redis chromium interop-venv clients rigatoni-writer
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \
 	else \
@@ -33,6 +33,12 @@ interop-venv:
 ## pinned generators (tests/clients/), for the generated-client tests; installs nodejs and npm when missing.
 clients:
 	@scripts/clients.sh
+
+## target/rigatoni-writer/debug/rigatoni-writer: writes Rigatoni resume tokens and locks through
+## rigatoni-stores 0.2.0's own RedisStore for the Rigatoni tests (its own Cargo project, so
+## resultd's dependencies stay free of Rigatoni's).
+rigatoni-writer:
+	$(CARGO) build --locked --manifest-path tests/rigatoni-writer/Cargo.toml --target-dir target/rigatoni-writer
 
 ## Debian's chromium, for the browser test of the docs page, when missing.
 chromium:

@@ -46,6 +46,9 @@ pub struct Settings {
     /// Celery's Redis result backend.
     #[serde(default)]
     pub celery: CelerySettings,
+    /// Rigatoni's Redis state store (resume tokens, locks).
+    #[serde(default)]
+    pub rigatoni: RigatoniSettings,
 }
 
 /// Key expiry, in seconds (0 = no expiry).
@@ -110,6 +113,31 @@ impl Default for CelerySettings {
             result_serializer: "json".to_owned(),
             app: "celery".to_owned(),
             apps: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// Rigatoni's Redis state store, served under `/rigatoni/…`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RigatoniSettings {
+    /// Whether the Rigatoni routes answer (off: 404 `layout-disabled`).
+    pub enabled: bool,
+    /// The key prefix in front of `resume_token:` and `lock:` (Rigatoni's is `rigatoni:`).
+    pub key_prefix: String,
+    /// Whether `PUT /rigatoni/resume-tokens/{name}` may write (off: 403 `layout-read-only`).
+    pub writable: bool,
+    /// The app name token scopes give the Rigatoni routes.
+    pub app: String,
+}
+
+impl Default for RigatoniSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            key_prefix: "rigatoni:".to_owned(),
+            writable: false,
+            app: "rigatoni".to_owned(),
         }
     }
 }
@@ -352,6 +380,20 @@ impl Settings {
                 return invalid("celery.app", &format!("{app:?}: {}", e.0));
             }
         }
+        if let Err(e) = crate::domain::AppName::parse(&self.rigatoni.app) {
+            return invalid("rigatoni.app", &format!("{:?}: {}", self.rigatoni.app, e.0));
+        }
+        if self
+            .rigatoni
+            .key_prefix
+            .chars()
+            .any(|c| c.is_control() || "*?[]\\".contains(c))
+        {
+            return invalid(
+                "rigatoni.key_prefix",
+                "may not hold control characters or glob characters * ? [ ] \\",
+            );
+        }
         if self.celery.apps.contains_key(&self.celery.app) {
             return invalid("celery.apps", "names celery.app again; its prefix is celery.key_prefix");
         }
@@ -467,6 +509,7 @@ impl fmt::Debug for Settings {
             .field("server", &self.server)
             .field("auth_tokens", &self.auth.tokens.len())
             .field("celery", &self.celery)
+            .field("rigatoni", &self.rigatoni)
             .finish_non_exhaustive()
     }
 }

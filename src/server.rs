@@ -9,7 +9,18 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::api::{self, ApiContext};
 use crate::config::Settings;
+use crate::store::layout::KeyspaceWatch;
+use crate::store::layout::rigatoni::Rigatoni;
 use crate::store::{MemoryStore, RedisStore, Store, StoreError};
+
+/// The keyspace subscriptions of the enabled layouts besides mognet's (whose is built in).
+pub fn keyspace_watches(settings: &Settings) -> Vec<KeyspaceWatch> {
+    let mut watches = Vec::new();
+    if settings.rigatoni.enabled {
+        watches.push(Rigatoni::new(settings.rigatoni.key_prefix.clone()).keyspace_watch());
+    }
+    watches
+}
 
 /// Opens the store named by `settings.store`.
 pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
@@ -18,7 +29,7 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
         store.spawn_sweeper(Duration::from_secs(1));
         return Ok(Store::Memory(store));
     }
-    let store = RedisStore::connect(&settings.store, &settings.redis).await?;
+    let store = RedisStore::connect_watching(&settings.store, &settings.redis, &keyspace_watches(settings)).await?;
     store.start_cache(settings.cache.max_bytes).await?;
     Ok(Store::Redis(store))
 }

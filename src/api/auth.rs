@@ -69,6 +69,11 @@ pub fn is_operations_path(path: &str) -> bool {
 }
 
 /// Whether a request changes data (`POST /results/wait` only reads).
+/// Whether a path is one of Rigatoni's routes, whose default app is `rigatoni.app`.
+pub fn is_rigatoni_path(path: &str) -> bool {
+    path.starts_with("/rigatoni/")
+}
+
 /// Whether a path is one of Celery's routes, whose default app is `celery.app`.
 pub fn is_celery_path(path: &str) -> bool {
     path.starts_with("/celery/") || path.starts_with("/api/task/")
@@ -158,8 +163,15 @@ impl Authenticator {
     /// Decides one request: `Ok` to go on, or the 401/403 answer.
     ///
     /// The app of a Celery route (`/celery/…`, Flower's `/api/task/…`) defaults to
-    /// `celery_app`, the app name of `celery.key_prefix`.
-    pub fn check(&self, request: &Request, default_app: &str, celery_app: &str) -> Result<(), Box<Response>> {
+    /// `celery_app`, the app name of `celery.key_prefix`; that of a Rigatoni route
+    /// (`/rigatoni/…`) to `rigatoni_app`.
+    pub fn check(
+        &self,
+        request: &Request,
+        default_app: &str,
+        celery_app: &str,
+        rigatoni_app: &str,
+    ) -> Result<(), Box<Response>> {
         if !self.enabled() {
             return Ok(());
         }
@@ -193,7 +205,13 @@ impl Authenticator {
                 request.method()
             )));
         }
-        let default_app = if is_celery_path(path) { celery_app } else { default_app };
+        let default_app = if is_celery_path(path) {
+            celery_app
+        } else if is_rigatoni_path(path) {
+            rigatoni_app
+        } else {
+            default_app
+        };
         let apps = request_apps(path, request.uri().query(), default_app);
         if let Some(app) = apps.iter().find(|app| !token.may_touch(app)) {
             return Err(forbidden(format!("this token may not touch app {app:?}")));
@@ -220,6 +238,8 @@ mod tests {
     fn celery_routes_have_their_own_default_app() {
         assert!(is_celery_path("/celery/results/t") && is_celery_path("/api/task/result/t"));
         assert!(!is_celery_path("/results/x") && !is_celery_path("/celeryx"));
+        assert!(is_rigatoni_path("/rigatoni/locks") && !is_rigatoni_path("/rigatonix"));
+        assert!(is_write(&Method::PUT, "/rigatoni/resume-tokens/a"));
         assert!(!is_write(&Method::POST, "/celery/results/wait"));
         assert!(is_write(&Method::PUT, "/celery/results/t"));
     }

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod results;
+pub mod rigatoni;
 pub mod state;
 pub mod values;
 pub mod wait;
@@ -55,6 +56,9 @@ pub fn router() -> OpenApiRouter<ApiContext> {
         .routes(routes!(celery::wait_for_celery_results))
         .routes(routes!(celery::get_celery_group, celery::put_celery_group))
         .routes(routes!(celery::flower_task_result))
+        .routes(routes!(rigatoni::list_resume_tokens))
+        .routes(routes!(rigatoni::get_resume_token, rigatoni::put_resume_token))
+        .routes(routes!(rigatoni::list_locks))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .routes(routes!(metrics::metrics))

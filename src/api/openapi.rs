@@ -28,6 +28,7 @@ use crate::error::{ApiError, ErrorCode, PROBLEM_JSON, Problem};
         (name = "waiting", description = "Waiting for results without polling"),
         (name = "state", description = "Per-app state hashes"),
         (name = "celery", description = "Celery's Redis result backend: read, wait for and write Celery results (`celery.enabled`)"),
+        (name = "rigatoni", description = "Rigatoni's Redis state store: read, wait for and (when `rigatoni.writable`) write resume tokens; read locks (`rigatoni.enabled`)"),
         (name = "operations", description = "Health and metrics"),
     ),
     components(schemas(
@@ -209,6 +210,15 @@ fn example_detail(code: ErrorCode) -> &'static str {
         ErrorCode::LayoutDisabled => "the Celery routes are off on this server (celery.enabled = false)",
         ErrorCode::UndecodableRecord => {
             "celery-task-meta-t-1 holds no Celery JSON record resultd can read (bad-json): not a Celery JSON record: expected value at line 1 column 1"
+        }
+        ErrorCode::InvalidBson => {
+            "rigatoni:resume_token:orders holds no BSON document: the length prefix says 1952805748 bytes, the value has 9"
+        }
+        ErrorCode::InvalidTokenName => "the token name may not hold control characters or * ? [ ] \\",
+        ErrorCode::TokenNotFound => "no Rigatoni resume token \"resume_token:shop:orders\"",
+        ErrorCode::LayoutReadOnly => "Rigatoni resume tokens are read-only on this server (rigatoni.writable = false)",
+        ErrorCode::PreconditionRequired => {
+            "a resume token write needs If-Match with the token's ETag, or If-None-Match: * to create it"
         }
         ErrorCode::InvalidApp => "app name may only contain letters, digits, '_', '.', ':' and '-', found ' '",
         ErrorCode::InvalidStateKey => "state key may not be empty",

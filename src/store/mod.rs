@@ -21,6 +21,7 @@ pub mod layout;
 pub mod memory;
 pub mod redis;
 pub mod results;
+pub mod rigatoni;
 pub mod tracking;
 
 use std::future::Future;

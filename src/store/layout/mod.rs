@@ -8,9 +8,11 @@
 //! |---|---|---|---|---|
 //! | [`mognet`] | `{app}.mognet.result.{id}` (+ `/value`, `/metadata`, `/children`) | hashes of JSON cells | keyspace notifications (`K h g x`) | refreshed on read |
 //! | [`celery`] | `{prefix}celery-task-meta-{id}`, `{prefix}celery-taskset-meta-{gid}` | one kombu JSON string | the writer's `PUBLISH` on the key's name | set by every write, never by a read |
+//! | [`rigatoni`] | `{prefix}resume_token:{name}` (name opaque), `{prefix}lock:{name}` | one raw BSON document; the lock owner's id | keyspace `set` events (`K $ g x`) | set by every write, never by a read |
 
 pub mod celery;
 pub mod mognet;
+pub mod rigatoni;
 
 /// A keyspace subscription a layout needs: the glob after `__keyspace@{db}__:` and the event
 /// classes that must be on for it.
