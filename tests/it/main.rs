@@ -20,6 +20,7 @@ mod outage;
 mod protocol;
 mod redis_layout;
 mod results;
+mod rigatoni;
 mod startup;
 mod state;
 mod store_errors;
