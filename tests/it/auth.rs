@@ -313,6 +313,43 @@ fn the_config_refuses_a_default_app_that_aliases() {
 }
 
 #[tokio::test]
+async fn rigatoni_routes_are_scoped_by_the_rigatoni_app() {
+    let mut settings = test_settings();
+    settings.rigatoni.enabled = true;
+    settings.rigatoni.writable = true;
+    settings.auth.tokens = vec![
+        token("rig-writer", &["rigatoni"], TokenScope::Write),
+        token("rig-reader", &["rigatoni"], TokenScope::Read),
+        token("test-writer", &["test"], TokenScope::Write),
+    ];
+    let app = TestApp::with_settings(Kind::Memory, settings).await;
+    let put = |secret: &'static str| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::PUT,
+                "/rigatoni/resume-tokens/orders",
+                Some(json!({"_data": "82"})),
+                &[("authorization", &bearer(secret)), ("if-none-match", "*")],
+            )
+            .await
+            .status
+        }
+    };
+    // The default app of a Rigatoni route is rigatoni.app, not default_app.
+    assert_eq!(put("test-writer").await, StatusCode::FORBIDDEN);
+    assert_eq!(put("rig-reader").await, StatusCode::FORBIDDEN);
+    assert_eq!(put("rig-writer").await, StatusCode::CREATED);
+    for path in ["/rigatoni/resume-tokens/orders", "/rigatoni/locks"] {
+        for (secret, want) in [("rig-reader", StatusCode::OK), ("test-writer", StatusCode::FORBIDDEN)] {
+            let auth = bearer(secret);
+            let r = app.call(Method::GET, path, None, &[("authorization", &auth)]).await;
+            assert_eq!(r.status, want, "{secret} {path}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn celery_routes_are_scoped_by_their_celery_app() {
     let mut settings = test_settings();
     settings.celery.enabled = true;
