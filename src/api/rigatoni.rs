@@ -310,7 +310,7 @@ async fn page(ctx: &ApiContext, prefix: &str, params: &ListParams) -> Result<(Ve
             (ResumeTokenBody = "application/json"),
             (Vec<u8> = "application/bson", example = "7\u{0}\u{0}\u{0}\u{2}_data\u{0}'\u{0}\u{0}\u{0}8266A1B2C3000000012B022C0100296E5A1004\u{0}\u{0}"),
          ),
-         headers(("ETag" = String, description = "Strong ETag of the stored bytes"))),
+         headers(("ETag" = String, description = "Strong ETag of the stored bytes"), ("Preference-Applied" = String, description = "The wait used, when `Prefer: wait` was sent"))),
         (status = 304, description = "Not modified: the token still matches If-None-Match (when waiting: it did not change before the deadline)"),
         (status = 400, description = "`invalid-token-name`, `invalid-query`, `invalid-header`", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`token-not-found`: no such token (or it was deleted or expired during the wait); `layout-disabled`: `rigatoni.enabled` is false", body = Problem, content_type = "application/problem+json"),
@@ -339,10 +339,17 @@ pub async fn get_resume_token(
             WaitEnd::Missing => return Err(not_found(&name)),
         },
     };
-    if matches_any(&seen, &view.etag) {
-        return Ok(with_etag(StatusCode::NOT_MODIFIED.into_response(), &view.etag));
+    let mut response = if matches_any(&seen, &view.etag) {
+        with_etag(StatusCode::NOT_MODIFIED.into_response(), &view.etag)
+    } else {
+        token_response(StatusCode::OK, &layout, &name, &view, wants_bson(&headers))?
+    };
+    if let Some(wait) = wait.filter(|w| w.from_prefer)
+        && let Ok(h) = HeaderValue::from_str(&wait.preference_applied())
+    {
+        response.headers_mut().insert("preference-applied", h);
     }
-    token_response(StatusCode::OK, &layout, &name, &view, wants_bson(&headers))
+    Ok(response)
 }
 
 fn path_name(path: Result<Path<String>, ApiError>) -> Result<String, ApiError> {

@@ -632,7 +632,67 @@ async fn listing_pages_through_every_token_and_the_routes_are_off_by_default(kin
     }
 }
 
+async fn a_wait_ends_when_the_token_changes_or_goes(kind: Kind) {
+    let app = app(kind, false).await;
+    let key = "rigatoni:resume_token:resume_token:db:orders";
+    let uri = "/rigatoni/resume-tokens/resume_token%3Adb%3Aorders";
+    // Without If-None-Match a wait holds until the token exists.
+    let router = app.router.clone();
+    let held = tokio::spawn(async move {
+        use tower::ServiceExt;
+        let request = Request::builder()
+            .uri(format!("{uri}?wait=20"))
+            .header("prefer", "return=minimal")
+            .body(Body::empty())
+            .unwrap();
+        router.oneshot(request).await.unwrap().status()
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while app.ctx.wait_limiter().held() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    foreign_write(&app, key, &bson_of(DATA)).await;
+    let status = tokio::time::timeout(Duration::from_secs(15), held)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+    let etag = app.get(uri).await.header("etag").unwrap().to_owned();
+    // The same bytes again: still the same ETag, so the wait runs to its deadline (304).
+    foreign_write(&app, key, &bson_of(DATA)).await;
+    let idle = get_with(&app, uri, &[("if-none-match", &etag), ("prefer", "wait=0.2")]).await;
+    assert_eq!(idle.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(idle.header("preference-applied"), Some("wait=0"));
+    // A change answers the new token at once; a deletion during a wait is a 404.
+    foreign_write(&app, key, &bson_of(DATA2)).await;
+    let changed = get_with(&app, &format!("{uri}?wait=5"), &[("if-none-match", &etag)]).await;
+    assert_eq!(changed.status, StatusCode::OK);
+    assert_eq!(changed.json()["token"], json!({"_data": DATA2}));
+    let etag2 = changed.header("etag").unwrap().to_owned();
+    let router = app.router.clone();
+    let held = tokio::spawn(async move {
+        use tower::ServiceExt;
+        let request = Request::builder()
+            .uri(format!("{uri}?wait=20"))
+            .header("if-none-match", etag2)
+            .body(Body::empty())
+            .unwrap();
+        router.oneshot(request).await.unwrap().status()
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while app.ctx.wait_limiter().held() == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    app.ctx.store().delete(&[key.to_owned()]).await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(15), held)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 on_both_stores!(
+    a_wait_ends_when_the_token_changes_or_goes,
     a_corrupt_value_is_a_422_never_a_500,
     writes_need_writable_and_a_precondition,
     listing_pages_through_every_token_and_the_routes_are_off_by_default,
