@@ -110,7 +110,7 @@ pub struct LockPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// `next_cursor` of the previous page; absent or `0` starts over.
+    /// `next_cursor` of the previous page, as given; absent, empty or `0` starts over.
     pub cursor: Option<String>,
     /// About how many entries a page holds (1 to 1000, default 100; SCAN's count is a hint).
     #[param(minimum = 1, maximum = 1000)]
@@ -286,7 +286,7 @@ async fn page(ctx: &ApiContext, prefix: &str, params: &ListParams) -> Result<(Ve
             format!("limit must be 1 to {MAX_PAGE}"),
         ));
     }
-    let cursor = params.cursor.as_deref().unwrap_or("0");
+    let cursor = params.cursor.as_deref().filter(|c| !c.is_empty()).unwrap_or("0");
     if !ctx.store().accepts_scan_cursor(prefix, cursor) {
         return Err(ApiError::new(
             ErrorCode::InvalidCursor,
@@ -300,7 +300,7 @@ async fn page(ctx: &ApiContext, prefix: &str, params: &ListParams) -> Result<(Ve
 #[utoipa::path(
     get, path = "/rigatoni/resume-tokens/{name}", tag = "rigatoni",
     description = "Reads `{prefix}resume_token:{name}` (one GET and PTTL; reads never refresh a TTL). `Accept: application/bson` answers the stored bytes untouched; otherwise the document as canonical Extended JSON with its size, TTL and a best-effort cluster time. The ETag hashes the stored bytes, so Rigatoni rewriting the same token keeps it. With `?wait=N` (or `Prefer: wait=N`) and `If-None-Match`, the request is held until the ETag is none of those listed (304 at the deadline), woken by the keyspace `set` event of the key (class `$`; the polling fallback where notifications are off).",
-    params(("name" = String, Path, description = "The token's name, URL-encoded (`resume_token%3Ashop%3Aorders`)"), TokenGetParams,
+    params(("name" = String, Path, description = "The token's name, URL-encoded (`resume_token%3Ashop%3Aorders`): 1 to 1024 characters, no control characters, no `* ? [ ] \\`", pattern = "^[^*?\\[\\]\\\\\\u0000-\\u001f\\u007f-\\u009f]{1,1024}$"), TokenGetParams,
            ("Accept" = Option<String>, Header, description = "`application/bson` for the stored bytes; JSON otherwise"),
            ("Prefer" = Option<String>, Header, description = "`wait=N`: long-poll like `?wait=N` (RFC 7240)"),
            ("If-None-Match" = Option<String>, Header, description = "ETag list: 304 when the token still matches (at the deadline of a wait)")),
@@ -363,7 +363,7 @@ fn path_name(path: Result<Path<String>, ApiError>) -> Result<String, ApiError> {
 #[utoipa::path(
     put, path = "/rigatoni/resume-tokens/{name}", tag = "rigatoni",
     description = "Writes `{prefix}resume_token:{name}` as Rigatoni does (`SET`, or `SET … EX` with `?ttl=`; no PUBLISH), only when `rigatoni.writable` is true and only with a precondition: `If-Match` with the token's ETag (or `*`: any token), or `If-None-Match: *` to create one. The check and the write are one atomic compare-and-set, which Rigatoni itself lacks. The body is raw BSON (`Content-Type: application/bson`) or canonical Extended JSON (`application/json`); either must be one BSON document. A pipeline resumes from this value: a wrong write replays or skips changes. Without `?ttl=` the plain `SET` drops an earlier TTL. Locks are never written.",
-    params(("name" = String, Path, description = "The token's name, URL-encoded"), TokenPutParams,
+    params(("name" = String, Path, description = "The token's name, URL-encoded: 1 to 1024 characters, no control characters, no `* ? [ ] \\`", pattern = "^[^*?\\[\\]\\\\\\u0000-\\u001f\\u007f-\\u009f]{1,1024}$"), TokenPutParams,
            ("If-Match" = Option<String>, Header, description = "The ETag the token must have (or `*`)"),
            ("If-None-Match" = Option<String>, Header, description = "`*`: the token must not exist")),
     request_body(content(

@@ -13,7 +13,7 @@ use bson::Document;
 
 use super::{KeyspaceWatch, Layout, Wake};
 
-/// The longest accepted token name, in bytes.
+/// The longest accepted token name, in characters.
 pub const MAX_NAME_LEN: usize = 1024;
 
 /// Rigatoni's layout under one key prefix (`rigatoni:` by default).
@@ -89,14 +89,14 @@ impl Layout for Rigatoni {
     }
 }
 
-/// Checks a token name: 1 to [`MAX_NAME_LEN`] bytes, no control characters and no glob
+/// Checks a token name: 1 to [`MAX_NAME_LEN`] characters, no control characters and no glob
 /// characters (`* ? [ ] \`), which SCAN patterns would read as patterns.
 pub fn check_name(name: &str) -> Result<(), &'static str> {
     if name.is_empty() {
         return Err("is empty");
     }
-    if name.len() > MAX_NAME_LEN {
-        return Err("is longer than 1024 bytes");
+    if name.chars().count() > MAX_NAME_LEN {
+        return Err("is longer than 1024 characters");
     }
     if name.chars().any(|c| c.is_control() || "*?[]\\".contains(c)) {
         return Err("may not hold control characters or * ? [ ] \\");
