@@ -73,5 +73,12 @@ mod tests {
         assert_eq!(celery.wake(&key), Wake::Channel("app:celery-task-meta-t-1".to_owned()));
         assert_eq!(celery.keyspace_glob(), None);
         assert!(!celery.read_refreshes_ttl());
+
+        let rigatoni = rigatoni::Rigatoni::new("rigatoni:".to_owned());
+        assert_eq!(rigatoni.name(), "rigatoni");
+        assert_eq!(rigatoni.wake("rigatoni:resume_token:x"), Wake::Keyspace);
+        assert_eq!(rigatoni.keyspace_glob(), Some("rigatoni:resume_token:*"));
+        assert_eq!(rigatoni.keyspace_classes(), "$gx");
+        assert!(!rigatoni.read_refreshes_ttl());
     }
 }
