@@ -1,5 +1,5 @@
 # The single source of commands: README, CI and developers all go through these targets.
-.PHONY: run test lint fmt openapi ci redis interop-venv clients chromium bench bench-wait build fuzz-api soak
+.PHONY: run test lint fmt openapi ci redis interop-venv celery-venv clients chromium bench bench-wait build fuzz-api soak
 
 CARGO ?= cargo
 
@@ -11,8 +11,8 @@ build:
 	$(CARGO) build --release --locked
 
 ## Every test: installs redis-server, redis-sentinel, openssl and chromium when missing, builds the mognet venv,
-## generates the Python and TypeScript clients, runs the one integration binary, then fuzzes the served contract with schemathesis.
-test: redis chromium interop-venv clients
+## builds the Celery venv, generates the Python and TypeScript clients, runs the one integration binary, then fuzzes the served contract with schemathesis.
+test: redis chromium interop-venv celery-venv clients
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \
 	else \
@@ -28,6 +28,11 @@ redis:
 ## reused while the requirements and the Python version are unchanged.
 interop-venv:
 	@scripts/venv.sh .venv-interop interop/requirements.txt
+
+## .venv-celery/ with real Celery 5.7.0 (interop/celery/requirements.txt) for the Celery interop tests;
+## reused while the requirements and the Python version are unchanged.
+celery-venv:
+	@scripts/venv.sh .venv-celery interop/celery/requirements.txt
 
 ## The Python and TypeScript clients generated from openapi/openapi.json into target/clients/ by the
 ## pinned generators (tests/clients/), for the generated-client tests; installs nodejs and npm when missing.
