@@ -93,6 +93,11 @@ pub struct CelerySettings {
     pub result_failure_expires: Option<u64>,
     /// Celery `result_serializer`: only `json` is read (pickle and yaml are refused).
     pub result_serializer: String,
+    /// The app name of `key_prefix`, as token scopes and `?app=` name it.
+    pub app: String,
+    /// More Celery apps on the same Redis: app name → its literal key prefix.
+    #[serde(default)]
+    pub apps: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for CelerySettings {
@@ -103,6 +108,8 @@ impl Default for CelerySettings {
             result_expires: 86_400,
             result_failure_expires: None,
             result_serializer: "json".to_owned(),
+            app: "celery".to_owned(),
+            apps: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -339,6 +346,14 @@ impl Settings {
                     &format!("{other:?} is not supported (only \"json\")"),
                 );
             }
+        }
+        for app in std::iter::once(&self.celery.app).chain(self.celery.apps.keys()) {
+            if let Err(e) = crate::domain::AppName::parse(app) {
+                return invalid("celery.app", &format!("{app:?}: {}", e.0));
+            }
+        }
+        if self.celery.apps.contains_key(&self.celery.app) {
+            return invalid("celery.apps", "names celery.app again; its prefix is celery.key_prefix");
         }
         if let Err(e) = crate::domain::AppName::parse(&self.default_app) {
             return invalid("default_app", &e.0);

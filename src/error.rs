@@ -48,6 +48,7 @@ macro_rules! error_codes {
 
 error_codes! {
     InvalidResultId = ("invalid-result-id", BAD_REQUEST, "The result id is not a UUID"),
+    InvalidTaskId = ("invalid-task-id", BAD_REQUEST, "The Celery task or group id is not valid"),
     InvalidApp = ("invalid-app", BAD_REQUEST, "The app name is not valid"),
     InvalidStateKey = ("invalid-state-key", BAD_REQUEST, "The state key is not valid"),
     InvalidStateField = ("invalid-state-field", BAD_REQUEST, "The state field name is not valid"),
@@ -66,6 +67,9 @@ error_codes! {
     NotFound = ("not-found", NOT_FOUND, "No such route"),
     MethodNotAllowed = ("method-not-allowed", METHOD_NOT_ALLOWED, "The route does not accept this method"),
     ResultNotFound = ("result-not-found", NOT_FOUND, "No result with this id"),
+    GroupNotFound = ("group-not-found", NOT_FOUND, "No saved group with this id"),
+    LayoutDisabled = ("layout-disabled", NOT_FOUND, "This layout is not enabled on this server"),
+    UndecodableRecord = ("undecodable-record", UNPROCESSABLE_ENTITY, "The stored record cannot be decoded"),
     ResultNotReady = ("result-not-ready", CONFLICT, "The result is not done yet"),
     ValueExpired = ("value-expired", GONE, "The result is done but its value is gone"),
     IllegalTransition = ("illegal-transition", CONFLICT, "The result is in a ready state, which is final"),

@@ -17,6 +17,9 @@
 //! | `cache_invalidations_total` | counter | (keys invalidated by a write or a tracking message) |
 //! | `cache_flushes_total` | counter | (whole-cache flushes: reconnect, lost feed, `FLUSHDB`) |
 //! | `cache_bytes`, `cache_entries` | gauge | (what the cache holds now) |
+//! | `celery_channels` | gauge | (exact pub/sub channels subscribed for Celery waits) |
+//! | `channel_messages_total` | counter | (messages received on those channels) |
+//! | `celery_undecodable_total` | counter | `reason` (`bad-json`, `bad-compression`, …): stored Celery values that could not be read |
 
 use std::future::Future;
 use std::io::IsTerminal;
@@ -139,10 +142,37 @@ fn describe() {
         "Bytes held by the done-result cache"
     );
     metrics::describe_gauge!("resultd_cache_entries", "Entries held by the done-result cache");
+    metrics::describe_gauge!(
+        "resultd_celery_channels",
+        "Exact pub/sub channels subscribed for Celery waits (one per waited id)"
+    );
+    metrics::describe_counter!(
+        "resultd_channel_messages_total",
+        "Messages received on the subscribed Celery channels"
+    );
+    metrics::describe_counter!(
+        "resultd_celery_undecodable_total",
+        "Stored Celery values that could not be decoded, by reason"
+    );
     metrics::describe_counter!(
         "resultd_listing_skipped_records_total",
         "Result records left out of listings because their stored bytes cannot be read"
     );
+}
+
+/// Sets how many Celery channels are subscribed.
+pub fn record_channels(subscribed: usize) {
+    metrics::gauge!("resultd_celery_channels").set(subscribed as f64);
+}
+
+/// Counts one message received on a subscribed channel.
+pub fn count_channel_message() {
+    metrics::counter!("resultd_channel_messages_total").increment(1);
+}
+
+/// Counts one stored Celery value that could not be decoded.
+pub fn count_undecodable(reason: &'static str) {
+    metrics::counter!("resultd_celery_undecodable_total", "reason" => reason).increment(1);
 }
 
 /// Counts one unreadable record a listing left out.

@@ -69,9 +69,14 @@ pub fn is_operations_path(path: &str) -> bool {
 }
 
 /// Whether a request changes data (`POST /results/wait` only reads).
+/// Whether a path is one of Celery's routes, whose default app is `celery.app`.
+pub fn is_celery_path(path: &str) -> bool {
+    path.starts_with("/celery/") || path.starts_with("/api/task/")
+}
+
 fn is_write(method: &Method, path: &str) -> bool {
     let writes = [Method::PUT, Method::PATCH, Method::POST, Method::DELETE];
-    writes.contains(method) && !(method == Method::POST && path == "/results/wait")
+    writes.contains(method) && !(method == Method::POST && (path == "/results/wait" || path == "/celery/results/wait"))
 }
 
 /// The apps a request touches: the `{app}` of `/state/{app}/…` (percent-decoded, as the
@@ -151,7 +156,10 @@ impl Authenticator {
     }
 
     /// Decides one request: `Ok` to go on, or the 401/403 answer.
-    pub fn check(&self, request: &Request, default_app: &str) -> Result<(), Box<Response>> {
+    ///
+    /// The app of a Celery route (`/celery/…`, Flower's `/api/task/…`) defaults to
+    /// `celery_app`, the app name of `celery.key_prefix`.
+    pub fn check(&self, request: &Request, default_app: &str, celery_app: &str) -> Result<(), Box<Response>> {
         if !self.enabled() {
             return Ok(());
         }
@@ -185,6 +193,7 @@ impl Authenticator {
                 request.method()
             )));
         }
+        let default_app = if is_celery_path(path) { celery_app } else { default_app };
         let apps = request_apps(path, request.uri().query(), default_app);
         if let Some(app) = apps.iter().find(|app| !token.may_touch(app)) {
             return Err(forbidden(format!("this token may not touch app {app:?}")));
@@ -205,6 +214,14 @@ mod tests {
         assert_eq!(request_apps("/results/x", Some("wait=1"), "d"), vec!["d"]);
         assert_eq!(request_apps("/results/x", None, "d"), vec!["d"]);
         assert_eq!(request_apps("/results/x", Some("app=a&app=b"), "d"), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn celery_routes_have_their_own_default_app() {
+        assert!(is_celery_path("/celery/results/t") && is_celery_path("/api/task/result/t"));
+        assert!(!is_celery_path("/results/x") && !is_celery_path("/celeryx"));
+        assert!(!is_write(&Method::POST, "/celery/results/wait"));
+        assert!(is_write(&Method::PUT, "/celery/results/t"));
     }
 
     #[test]

@@ -1,16 +1,19 @@
 //! What every handler shares: the store, the settings, the policies and the shutdown signal.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::Authenticator;
 use crate::api::wait::WaitLimiter;
-use crate::config::Settings;
+use crate::config::{CelerySettings, Settings};
 use crate::domain::AppName;
 use crate::policy::{CompressionPolicy, TtlPolicy};
 use crate::store::Store;
+use crate::store::layout::celery::Celery;
 
 struct Inner {
     store: Store,
@@ -22,6 +25,7 @@ struct Inner {
     auth: Authenticator,
     metrics: Option<PrometheusHandle>,
     shutdown: CancellationToken,
+    celery: BTreeMap<String, Celery>,
 }
 
 /// What every handler shares: the store, the policies and the shutdown signal.
@@ -45,12 +49,18 @@ impl ApiContext {
                 )),
                 auth: Authenticator::new(&settings.auth),
                 metrics: crate::telemetry::metrics_handle(),
+                celery: celery_layouts(&settings.celery),
                 default_app,
                 store,
                 settings,
                 shutdown,
             }),
         })
+    }
+
+    /// The Celery layout of an app (`celery.app` or a name in `celery.apps`).
+    pub fn celery_layout(&self, app: &str) -> Option<&Celery> {
+        self.inner.celery.get(app)
     }
 
     /// The store.
@@ -97,4 +107,22 @@ impl ApiContext {
     pub fn shutdown_token(&self) -> &CancellationToken {
         &self.inner.shutdown
     }
+}
+
+/// One Celery layout per configured app, each under its literal prefix.
+fn celery_layouts(settings: &CelerySettings) -> BTreeMap<String, Celery> {
+    let expires = (settings.result_expires > 0).then(|| Duration::from_secs(settings.result_expires));
+    let failure = settings
+        .result_failure_expires
+        .map(|s| (s > 0).then(|| Duration::from_secs(s)));
+    let layout = |prefix: &str| {
+        let mut layout = Celery::new(prefix.to_owned(), expires, None);
+        if let Some(failure) = failure {
+            layout = layout.with_failure_expires(failure);
+        }
+        layout
+    };
+    std::iter::once((settings.app.clone(), layout(&settings.key_prefix)))
+        .chain(settings.apps.iter().map(|(app, prefix)| (app.clone(), layout(prefix))))
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! The HTTP edge: extract, call the store and policies, answer. No business rules here.
 
 pub mod auth;
+pub mod celery;
 pub mod context;
 pub mod docs;
 pub mod extract;
@@ -49,6 +50,11 @@ pub fn router() -> OpenApiRouter<ApiContext> {
             state::delete_state_field
         ))
         .routes(routes!(state::increment_state_field))
+        .routes(routes!(celery::get_celery_result, celery::put_celery_result))
+        .routes(routes!(celery::follow_celery_result))
+        .routes(routes!(celery::wait_for_celery_results))
+        .routes(routes!(celery::get_celery_group, celery::put_celery_group))
+        .routes(routes!(celery::flower_task_result))
         .routes(routes!(health::live))
         .routes(routes!(health::ready))
         .routes(routes!(metrics::metrics))

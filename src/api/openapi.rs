@@ -27,6 +27,7 @@ use crate::error::{ApiError, ErrorCode, PROBLEM_JSON, Problem};
         (name = "values", description = "Result values (gzip passed through)"),
         (name = "waiting", description = "Waiting for results without polling"),
         (name = "state", description = "Per-app state hashes"),
+        (name = "celery", description = "Celery's Redis result backend: read, wait for and write Celery results (`celery.enabled`)"),
         (name = "operations", description = "Health and metrics"),
     ),
     components(schemas(
@@ -202,6 +203,12 @@ fn example_detail(code: ErrorCode) -> &'static str {
     match code {
         ErrorCode::InvalidResultId => {
             "result id must be a hyphenated UUID such as 3f0c8a52-1f4e-4b7a-9d55-0e8f2b4c6a10, got \"not-a-uuid\""
+        }
+        ErrorCode::InvalidTaskId => "the id may only hold A-Z a-z 0-9 - _ . : @ + =",
+        ErrorCode::GroupNotFound => "no saved Celery group 0f0e0d0c-0000-4000-8000-00000000000a in app celery",
+        ErrorCode::LayoutDisabled => "the Celery routes are off on this server (celery.enabled = false)",
+        ErrorCode::UndecodableRecord => {
+            "celery-task-meta-t-1 holds no Celery JSON record resultd can read (bad-json): not a Celery JSON record: expected value at line 1 column 1"
         }
         ErrorCode::InvalidApp => "app name may only contain letters, digits, '_', '.', ':' and '-', found ' '",
         ErrorCode::InvalidStateKey => "state key may not be empty",

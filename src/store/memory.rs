@@ -14,12 +14,13 @@ use bytes::Bytes;
 
 use super::{
     ChangeHub, Fields, Guard, HashSnapshot, HashWrite, IncrementOutcome, Once, OnceOutcome, ResultStore, StoreError,
-    WriteOutcome,
+    StringSnapshot, SwapOutcome, WriteOutcome,
 };
 
 enum Data {
     Hash(BTreeMap<String, Bytes>),
     Set(BTreeSet<Bytes>),
+    String(Bytes),
 }
 
 struct Entry {
@@ -67,7 +68,7 @@ impl Keys {
         let empty = match self.map.get(key).map(|e| &e.data) {
             Some(Data::Hash(h)) => h.is_empty(),
             Some(Data::Set(s)) => s.is_empty(),
-            None => false,
+            Some(Data::String(_)) | None => false,
         };
         if empty {
             self.map.remove(key);
@@ -170,7 +171,7 @@ fn snapshot(entry: &Entry, now: Instant) -> Option<HashSnapshot> {
             fields: h.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Fields>(),
             ttl_ms: remaining_ms(entry, now),
         }),
-        Data::Set(_) => None,
+        Data::Set(_) | Data::String(_) => None,
     }
 }
 
@@ -473,6 +474,72 @@ impl ResultStore for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    async fn read_string(&self, key: &str) -> Result<Option<StringSnapshot>, StoreError> {
+        let now = Instant::now();
+        let mut keys = self.keys();
+        Ok(match keys.live(key, now) {
+            Some(e) => match &e.data {
+                Data::String(v) => Some(StringSnapshot {
+                    value: v.clone(),
+                    ttl_ms: remaining_ms(e, now),
+                }),
+                _ => {
+                    return Err(StoreError::Corrupt {
+                        key: key.to_owned(),
+                        reason: "not a string".to_owned(),
+                    });
+                }
+            },
+            None => None,
+        })
+    }
+
+    async fn read_strings(&self, wanted: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        let now = Instant::now();
+        let mut keys = self.keys();
+        Ok(wanted
+            .iter()
+            .map(|k| match keys.live(k, now) {
+                Some(Entry {
+                    data: Data::String(v), ..
+                }) => Some(v.clone()),
+                _ => None,
+            })
+            .collect())
+    }
+
+    async fn swap_string(
+        &self,
+        key: &str,
+        expected: Option<&Bytes>,
+        value: &Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<SwapOutcome, StoreError> {
+        let now = Instant::now();
+        {
+            let mut keys = self.keys();
+            let current = match keys.live(key, now) {
+                None => None,
+                Some(Entry {
+                    data: Data::String(v), ..
+                }) => Some(v.clone()),
+                Some(_) => return Err(StoreError::Backend(format!("{key} is not a string"))),
+            };
+            if current.as_ref() != expected {
+                return Ok(SwapOutcome::Changed(current));
+            }
+            keys.map.insert(
+                key.to_owned(),
+                Entry {
+                    data: Data::String(value.clone()),
+                    expires_at: ttl.map(|t| now + t),
+                },
+            );
+        }
+        self.notify([key]);
+        Ok(SwapOutcome::Swapped)
     }
 
     fn changes(&self) -> &ChangeHub {

@@ -13,6 +13,7 @@
 
 pub mod app_state;
 pub mod cache;
+pub mod celery;
 pub mod changes;
 pub mod codec;
 pub mod keys;
@@ -51,6 +52,35 @@ impl HashSnapshot {
     pub fn ttl_seconds(&self) -> Option<i64> {
         self.ttl_ms.map(|ms| (ms + 999) / 1000)
     }
+}
+
+/// A wait's hold on the published channels of its keys; dropping it releases them.
+#[derive(Debug)]
+pub struct ChannelHold(#[allow(dead_code)] Option<redis::ChannelHold>);
+
+/// A string key as read, with its remaining TTL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StringSnapshot {
+    /// The stored bytes.
+    pub value: Bytes,
+    /// Remaining time to live in milliseconds; `None` when the key never expires.
+    pub ttl_ms: Option<i64>,
+}
+
+impl StringSnapshot {
+    /// Remaining TTL in whole seconds, rounded up.
+    pub fn ttl_seconds(&self) -> Option<i64> {
+        self.ttl_ms.map(|ms| (ms + 999) / 1000)
+    }
+}
+
+/// What a compare-and-set of a string key did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SwapOutcome {
+    /// Written and published.
+    Swapped,
+    /// The key no longer held the expected bytes: nothing was written; this is what it holds.
+    Changed(Option<Bytes>),
 }
 
 /// The condition a hash must meet for a write to happen.
@@ -280,6 +310,22 @@ pub trait ResultStore: Send + Sync {
     /// Checks that the store answers.
     fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Reads a string key and its remaining TTL (`None`: no such key).
+    fn read_string(&self, key: &str) -> impl Future<Output = Result<Option<StringSnapshot>, StoreError>> + Send;
+
+    /// Reads many string keys at once; a missing key is `None`.
+    fn read_strings(&self, keys: &[String]) -> impl Future<Output = Result<Vec<Option<Bytes>>, StoreError>> + Send;
+
+    /// Sets `key` to `value` (with `ttl`, or none: never expires) and publishes `value` on the
+    /// channel named `key`, atomically, if the key holds `expected` (`None`: absent) right now.
+    fn swap_string(
+        &self,
+        key: &str,
+        expected: Option<&Bytes>,
+        value: &Bytes,
+        ttl: Option<Duration>,
+    ) -> impl Future<Output = Result<SwapOutcome, StoreError>> + Send;
+
     /// Where waiters register for changes of keys.
     fn changes(&self) -> &ChangeHub;
 }
@@ -405,6 +451,26 @@ impl ResultStore for Store {
     async fn ping(&self) -> Result<(), StoreError> {
         instrumented("ping", async { dispatch!(self, s => s.ping()) }).await
     }
+    async fn read_string(&self, key: &str) -> Result<Option<StringSnapshot>, StoreError> {
+        instrumented("read_string", async { dispatch!(self, s => s.read_string(key)) }).await
+    }
+    async fn read_strings(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        instrumented("read_strings", async { dispatch!(self, s => s.read_strings(keys)) }).await
+    }
+    async fn swap_string(
+        &self,
+        key: &str,
+        expected: Option<&Bytes>,
+        value: &Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<SwapOutcome, StoreError> {
+        let outcome = instrumented("swap_string", async {
+            dispatch!(self, s => s.swap_string(key, expected, value, ttl))
+        })
+        .await;
+        self.invalidate([key]);
+        outcome
+    }
     fn changes(&self) -> &ChangeHub {
         match self {
             Self::Memory(s) => s.changes(),
@@ -498,6 +564,32 @@ impl Store {
             cache.insert(&record_ticket, record_key, r);
         }
         Ok((record, value))
+    }
+
+    /// The waiters on keys whose writers publish on the key's name (Celery): apart from the
+    /// keyspace-woken keys on Redis, the same hub on the embedded store.
+    pub fn channel_changes(&self) -> &ChangeHub {
+        match self {
+            Self::Memory(s) => s.changes(),
+            Self::Redis(r) => r.channel_changes(),
+        }
+    }
+
+    /// Subscribes the exact channels of `keys` before a waiter reads them (Redis; the embedded
+    /// store wakes its waiters on write), held until the hold is dropped.
+    pub async fn hold_channels(&self, keys: &[String]) -> Result<ChannelHold, StoreError> {
+        match self {
+            Self::Memory(_) => Ok(ChannelHold(None)),
+            Self::Redis(r) => Ok(ChannelHold(Some(Box::pin(r.hold_channels(keys)).await?))),
+        }
+    }
+
+    /// Channels subscribed for waits now (0 on the embedded store).
+    pub fn subscribed_channels(&self) -> usize {
+        match self {
+            Self::Memory(_) => 0,
+            Self::Redis(r) => r.subscribed_channels(),
+        }
     }
 
     /// The store's kind, for logs and metrics.

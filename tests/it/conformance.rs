@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use resultd::store::{Guard, HashWrite, IncrementOutcome, Once, OnceOutcome, ResultStore, WriteOutcome};
+use resultd::store::{
+    Guard, HashWrite, IncrementOutcome, Once, OnceOutcome, ResultStore, StoreError, SwapOutcome, WriteOutcome,
+};
 
 use crate::on_all_stores;
 use crate::support::{Kind, store};
@@ -347,7 +349,100 @@ async fn increments_under_an_idempotency_key_apply_once(kind: Kind) {
     assert_eq!(s.read_hash(&other.key, None).await.unwrap(), None);
 }
 
+async fn strings_are_swapped_only_over_what_was_read(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    let (a, b) = (
+        Bytes::from_static(b"{\"status\": \"STARTED\"}"),
+        Bytes::from_static(b"second"),
+    );
+    assert_eq!(s.read_string("c.s").await.unwrap(), None);
+    assert_eq!(
+        s.swap_string("c.s", None, &a, Some(Duration::from_secs(100)))
+            .await
+            .unwrap(),
+        SwapOutcome::Swapped
+    );
+    let snap = s.read_string("c.s").await.unwrap().unwrap();
+    assert_eq!(snap.value, a);
+    assert!((99..=100).contains(&snap.ttl_seconds().unwrap()));
+    // Absent expected, but present: refused, with what is there.
+    assert_eq!(
+        s.swap_string("c.s", None, &b, None).await.unwrap(),
+        SwapOutcome::Changed(Some(a.clone()))
+    );
+    assert_eq!(
+        s.swap_string("c.s", Some(&b), &b, None).await.unwrap(),
+        SwapOutcome::Changed(Some(a.clone()))
+    );
+    // No TTL is a plain SET, which also clears the old one.
+    assert_eq!(
+        s.swap_string("c.s", Some(&a), &b, None).await.unwrap(),
+        SwapOutcome::Swapped
+    );
+    let snap = s.read_string("c.s").await.unwrap().unwrap();
+    assert_eq!((snap.value, snap.ttl_ms), (b.clone(), None));
+    assert_eq!(
+        s.read_strings(&["c.s".to_owned(), "c.none".to_owned()]).await.unwrap(),
+        vec![Some(b), None]
+    );
+    assert_eq!(
+        s.swap_string("c.gone", Some(&a), &a, None).await.unwrap(),
+        SwapOutcome::Changed(None)
+    );
+}
+
+async fn a_key_of_another_type_is_no_string(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    let w = HashWrite::set("c.h".into(), fields(&[("a", "1")]), None);
+    s.write_hashes(&[w]).await.unwrap();
+    assert!(matches!(s.read_string("c.h").await, Err(StoreError::Corrupt { .. })));
+    // As MGET: a key of another type reads as absent.
+    assert_eq!(s.read_strings(&["c.h".to_owned()]).await.unwrap(), vec![None]);
+}
+
+async fn swaps_wake_the_waiters_of_their_channel(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    let keys = ["c.ch1".to_owned(), "c.ch2".to_owned()];
+    let mut watch = s.channel_changes().watch(&keys[0]);
+    let first = s.hold_channels(&keys).await.unwrap();
+    let second = s.hold_channels(&keys[..1]).await.unwrap();
+    if matches!(kind, Kind::Memory) {
+        assert_eq!(s.subscribed_channels(), 0);
+    } else {
+        assert_eq!(s.subscribed_channels(), 2);
+    }
+    s.swap_string(&keys[0], None, &Bytes::from_static(b"v"), None)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), watch.changed())
+        .await
+        .expect("the publish wakes the channel's waiter");
+    drop(first);
+    // The second hold keeps its channel; the other goes with the first.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let expect_one = usize::from(!matches!(kind, Kind::Memory));
+    while s.subscribed_channels() != expect_one && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.subscribed_channels(), expect_one);
+    drop(second);
+    while s.subscribed_channels() != 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        s.subscribed_channels(),
+        0,
+        "every channel is released with its last holder"
+    );
+}
+
 on_all_stores!(
+    strings_are_swapped_only_over_what_was_read,
+    a_key_of_another_type_is_no_string,
+    swaps_wake_the_waiters_of_their_channel,
     several_hashes_read_in_one_call,
     upserts_tell_what_was_there,
     written_hashes_read_back_with_their_ttl,

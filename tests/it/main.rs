@@ -4,6 +4,7 @@
 mod auth;
 mod browser;
 mod cache;
+mod celery;
 mod clients;
 mod conformance;
 mod connections;

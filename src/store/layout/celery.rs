@@ -77,6 +77,13 @@ impl Celery {
         }
     }
 
+    /// The same layout with FAILURE's own TTL (`None`: FAILURE results never expire).
+    #[must_use]
+    pub fn with_failure_expires(mut self, failure_expires: Option<Duration>) -> Self {
+        self.failure_expires = failure_expires;
+        self
+    }
+
     /// The literal key prefix.
     pub fn prefix(&self) -> &str {
         &self.prefix
@@ -142,7 +149,7 @@ pub fn is_ready(status: &str) -> bool {
 }
 
 /// Why a stored value could not be decoded.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     /// The compression marker names a codec resultd does not inflate.
     #[error("compressed with {0}, which resultd does not inflate (only zlib, Celery's `gzip`)")]
@@ -254,6 +261,199 @@ pub fn decode_task(stored: &[u8], max_inflated: usize) -> Result<TaskMeta, Decod
     })
 }
 
+/// The members of a saved group record (`{"result": [[gid, null], [child tuples…]]}`): each
+/// child tuple's id, in order. Nested groups count as their own id.
+pub fn decode_group(stored: &[u8], max_inflated: usize) -> Result<Vec<String>, DecodeError> {
+    let raw = uncompress(stored, max_inflated)?;
+    let text = std::str::from_utf8(&raw).map_err(|_| DecodeError::BadJson("not UTF-8".to_owned()))?;
+    let value: Value =
+        serde_json::from_str(&normalize_python_json(text)).map_err(|e| DecodeError::BadJson(e.to_string()))?;
+    let bad =
+        || DecodeError::BadJson("not a Celery group record ({\"result\": [[id, parent], [children]]})".to_owned());
+    let children = value
+        .get("result")
+        .and_then(|r| r.get(1))
+        .and_then(Value::as_array)
+        .ok_or_else(bad)?;
+    children
+        .iter()
+        .map(|child| {
+            child
+                .get(0)
+                .and_then(|head| head.get(0))
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(bad)
+        })
+        .collect()
+}
+
+/// The group record `GroupResult.save()` writes for `members`, in kombu's JSON dialect.
+pub fn encode_group(group_id: &TaskId, members: &[TaskId]) -> String {
+    let children: Vec<Value> = members
+        .iter()
+        .map(|m| {
+            Value::Array(vec![
+                Value::Array(vec![Value::from(m.as_str()), Value::Null]),
+                Value::Null,
+            ])
+        })
+        .collect();
+    let record = serde_json::json!({
+        "result": [[group_id.as_str(), null], children],
+    });
+    python_dumps(&record)
+}
+
+/// What a non-Python worker stores for a task, in the order Celery writes the keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskWrite {
+    /// The status (`SUCCESS`, `PROGRESS`, …).
+    pub status: String,
+    /// The result (for FAILURE, RETRY and REVOKED `{exc_type, exc_message, exc_module}`).
+    pub result: Value,
+    /// The formatted traceback.
+    pub traceback: Option<String>,
+    /// The children tuples.
+    pub children: Value,
+    /// The group the task belongs to.
+    pub group_id: Option<String>,
+    /// The parent task.
+    pub parent_id: Option<String>,
+    /// `result_extended` fields, in Celery's order (`name`, `args`, `kwargs`, `worker`,
+    /// `retries`, `queue`): only the ones given.
+    pub extended: Vec<(&'static str, Value)>,
+}
+
+/// The `result_extended` fields, in the order Celery writes them.
+pub const EXTENDED_FIELDS: [&str; 6] = ["name", "args", "kwargs", "worker", "retries", "queue"];
+
+/// `date_done` as Celery ≥ 5.5 writes it with a UTC app timezone (Python `isoformat`).
+pub fn format_date_done(t: &DateTime<Utc>) -> String {
+    if t.timestamp_subsec_micros() == 0 {
+        t.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
+    } else {
+        t.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string()
+    }
+}
+
+/// The stored bytes of a task write, as Celery's `_store_result` writes them.
+///
+/// Keys in Celery's order: `status`, `result`, `traceback`, `children`, `date_done` (ready
+/// states only), `group_id`, `parent_id`, the extended fields, `task_id` last.
+pub fn encode_task(id: &TaskId, write: &TaskWrite, now: DateTime<Utc>) -> String {
+    let mut map = Map::new();
+    map.insert("status".to_owned(), Value::from(write.status.as_str()));
+    map.insert("result".to_owned(), write.result.clone());
+    map.insert(
+        "traceback".to_owned(),
+        write.traceback.as_deref().map_or(Value::Null, Value::from),
+    );
+    map.insert("children".to_owned(), write.children.clone());
+    let date_done = is_ready(&write.status).then(|| format_date_done(&now));
+    map.insert("date_done".to_owned(), date_done.map_or(Value::Null, Value::from));
+    if let Some(g) = &write.group_id {
+        map.insert("group_id".to_owned(), Value::from(g.as_str()));
+    }
+    if let Some(p) = &write.parent_id {
+        map.insert("parent_id".to_owned(), Value::from(p.as_str()));
+    }
+    for (name, value) in &write.extended {
+        map.insert((*name).to_owned(), value.clone());
+    }
+    map.insert("task_id".to_owned(), Value::from(id.as_str()));
+    python_dumps(&Value::Object(map))
+}
+
+/// JSON as Python's `json.dumps` writes it by default (kombu's dialect): `", "` and `": "`
+/// separators, non-ASCII escaped (`ensure_ascii`), floats as Python's `repr`.
+pub fn python_dumps(v: &Value) -> String {
+    let mut out = String::new();
+    write_python(&mut out, v);
+    out
+}
+
+fn write_python(out: &mut String, v: &Value) {
+    match v {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => match n.as_f64().filter(|_| n.is_f64()) {
+            Some(f) => out.push_str(&python_float(f)),
+            None => out.push_str(&n.to_string()),
+        },
+        Value::String(s) => write_python_str(out, s),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python(out, item);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, item)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                write_python_str(out, k);
+                out.push_str(": ");
+                write_python(out, item);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn write_python_str(out: &mut String, s: &str) {
+    use std::fmt::Write;
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+/// A float as Python's `repr`: shortest round-trip digits, fixed notation for exponents from
+/// -4 to 15, else `1e+16` / `1.5e-07`.
+fn python_float(f: f64) -> String {
+    if !f.is_finite() {
+        // Only reachable from JSON input, which has no NaN or infinities.
+        return "null".to_owned();
+    }
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if (-4..16).contains(&exp) {
+        let fixed = format!("{f}");
+        if fixed.contains('.') {
+            fixed
+        } else {
+            format!("{fixed}.0")
+        }
+    } else {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mantissa}e{sign}{:02}", exp.abs())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -359,5 +559,51 @@ mod tests {
             "compressed-unknown-codec"
         );
         assert_eq!(decode_task(b"\x80\x04pickle", 1024).unwrap_err().reason(), "bad-json");
+    }
+
+    #[test]
+    fn celery_writes_are_kombu_json_in_celerys_key_order() {
+        let id = TaskId::parse("d9b1f3a4-3c1e-4a65-9f0e-1f2a3b4c5d6e").unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-11-23T10:00:00.123456Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let write = TaskWrite {
+            status: "SUCCESS".to_owned(),
+            result: Value::from(4),
+            traceback: None,
+            children: Value::Array(vec![]),
+            group_id: None,
+            parent_id: None,
+            extended: vec![],
+        };
+        assert_eq!(encode_task(&id, &write, now), SUCCESS);
+        let write = TaskWrite {
+            status: "PROGRESS".to_owned(),
+            result: serde_json::json!({"done": 1.0, "of": 1e16, "tiny": 1.5e-7, "name": "Zürich ✓ 😀"}),
+            group_id: Some("g".to_owned()),
+            extended: vec![("name", Value::from("tasks.add")), ("args", serde_json::json!([2, 2]))],
+            ..write
+        };
+        assert_eq!(
+            encode_task(&id, &write, now),
+            r#"{"status": "PROGRESS", "result": {"done": 1.0, "of": 1e+16, "tiny": 1.5e-07, "name": "Z\u00fcrich \u2713 \ud83d\ude00"}, "traceback": null, "children": [], "date_done": null, "group_id": "g", "name": "tasks.add", "args": [2, 2], "task_id": "d9b1f3a4-3c1e-4a65-9f0e-1f2a3b4c5d6e"}"#
+        );
+        let whole = DateTime::parse_from_rfc3339("2026-11-23T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(format_date_done(&whole), "2026-11-23T10:00:00+00:00");
+    }
+
+    #[test]
+    fn celery_group_records_round_trip() {
+        let g = TaskId::parse("0f0e0d0c-0000-4000-8000-00000000000a").unwrap();
+        let members = [TaskId::parse("t1").unwrap(), TaskId::parse("t2").unwrap()];
+        let stored = encode_group(&g, &members);
+        assert_eq!(
+            stored,
+            r#"{"result": [["0f0e0d0c-0000-4000-8000-00000000000a", null], [[["t1", null], null], [["t2", null], null]]]}"#
+        );
+        assert_eq!(decode_group(stored.as_bytes(), 1 << 20).unwrap(), ["t1", "t2"]);
+        assert!(decode_group(b"[1, \"t\", \"SUCCESS\", 4]", 1 << 20).is_err());
     }
 }

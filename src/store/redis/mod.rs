@@ -11,6 +11,7 @@
 //! Where `CONFIG` is refused, a poller re-reads every waited key in one pipelined round trip per
 //! interval and wakes the waiters of the keys whose content changed.
 
+mod channels;
 mod cluster;
 mod connection;
 mod feed;
@@ -28,6 +29,8 @@ use fred::prelude::*;
 use fred::types::scripts::Script;
 use fred::types::{ClusterHash, CustomCommand};
 
+pub use self::channels::ChannelHold;
+use self::channels::Channels;
 use self::connection::{Timeouts, builder, tls_with_ca_file};
 use self::feed::Feed;
 use self::reply::{bytes_of, decode_increment, decode_snapshot, map_err, snapshot_of, string_of};
@@ -38,7 +41,7 @@ use super::layout::mognet::Mognet;
 use super::tracking::Tracking;
 use super::{
     ChangeHub, Fields, Guard, HashSnapshot, HashWrite, IncrementOutcome, Once, OnceOutcome, ResultStore, StoreError,
-    WriteOutcome,
+    StringSnapshot, SwapOutcome, WriteOutcome,
 };
 use crate::config::RedisSettings;
 
@@ -54,6 +57,10 @@ struct Inner {
     notifications: AtomicBool,
     /// The done-result cache's tracked reader and invalidation feed, once started.
     tracking: OnceLock<Arc<Tracking>>,
+    /// Waiters on keys whose writers publish on the key's name (Celery).
+    channel_changes: ChangeHub,
+    /// The subscriber of those channels, connected with the first such wait.
+    channels: tokio::sync::OnceCell<Arc<Channels>>,
 }
 
 /// The Redis store.
@@ -124,6 +131,8 @@ impl RedisStore {
             clustered,
             notifications: AtomicBool::new(false),
             tracking: OnceLock::new(),
+            channel_changes: ChangeHub::new(),
+            channels: tokio::sync::OnceCell::new(),
         });
         let store = Self { inner };
         store.start_change_feed().await?;
@@ -155,6 +164,35 @@ impl RedisStore {
     /// The done-result cache's tracking, when the cache is on.
     pub fn tracking(&self) -> Option<&Tracking> {
         self.inner.tracking.get().map(Arc::as_ref)
+    }
+
+    /// The waiters on published channels (Celery keys), apart from keyspace-woken keys.
+    pub fn channel_changes(&self) -> &ChangeHub {
+        &self.inner.channel_changes
+    }
+
+    /// Subscribes the exact channels named `keys` (reference-counted over all waiters) and
+    /// holds them until the returned hold is dropped.
+    pub async fn hold_channels(&self, keys: &[String]) -> Result<ChannelHold, StoreError> {
+        let channels = self
+            .inner
+            .channels
+            .get_or_try_init(|| async {
+                let t = self.inner.timeouts;
+                let client = builder(self.inner.config.clone(), t)
+                    .build_subscriber_client()
+                    .map_err(|e| map_err(&e))?;
+                Ok::<_, StoreError>(
+                    Channels::start(client, self.inner.channel_changes.clone(), t.connect, t.command).await,
+                )
+            })
+            .await?;
+        channels.hold(keys).await
+    }
+
+    /// Channels subscribed for waits now.
+    pub fn subscribed_channels(&self) -> usize {
+        self.inner.channels.get().map_or(0, |c| c.subscribed())
     }
 
     /// `keyspace-notifications` or `polling`.
@@ -190,6 +228,9 @@ impl RedisStore {
             .collect();
         if let Some(tracking) = self.inner.tracking.get() {
             tracking.close().await;
+        }
+        if let Some(channels) = self.inner.channels.get() {
+            channels.close().await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             // Connections that are down have nothing to close.
@@ -259,6 +300,18 @@ impl RedisStore {
             Value::Integer(i) => Ok(Some(usize::try_from(i - 1).unwrap_or(0))),
             other => Err(StoreError::Backend(format!("unexpected reply {other:?}"))),
         }
+    }
+}
+
+/// A `GET`'s error: a key of another type is `Corrupt` (it holds no string to read).
+fn string_err(key: &str, e: &fred::error::Error) -> StoreError {
+    if e.details().starts_with("WRONGTYPE") {
+        StoreError::Corrupt {
+            key: key.to_owned(),
+            reason: "not a string".to_owned(),
+        }
+    } else {
+        map_err(e)
     }
 }
 
@@ -457,6 +510,67 @@ impl ResultStore for RedisStore {
     async fn ping(&self) -> Result<(), StoreError> {
         let _: Value = self.client().ping(None).await.map_err(|e| map_err(&e))?;
         Ok(())
+    }
+
+    async fn read_string(&self, key: &str) -> Result<Option<StringSnapshot>, StoreError> {
+        let client = self.client();
+        let (value, pttl) = tokio::join!(client.get::<Value, _>(key), client.pttl::<i64, _>(key));
+        let value = value.map_err(|e| string_err(key, &e))?;
+        let pttl = pttl.map_err(|e| map_err(&e))?;
+        Ok(match value {
+            Value::Null => None,
+            v => Some(StringSnapshot {
+                value: bytes_of(v),
+                ttl_ms: (pttl >= 0).then_some(pttl),
+            }),
+        })
+    }
+
+    async fn read_strings(&self, keys: &[String]) -> Result<Vec<Option<Bytes>>, StoreError> {
+        let client = self.client();
+        let replies = futures::future::join_all(keys.iter().map(|k| client.get::<Value, _>(k.as_str()))).await;
+        replies
+            .into_iter()
+            .zip(keys)
+            .map(|(reply, key)| match reply {
+                Ok(Value::Null) => Ok(None),
+                Ok(v) => Ok(Some(bytes_of(v))),
+                // As MGET answers: a key of another type reads as absent.
+                Err(e) if matches!(string_err(key, &e), StoreError::Corrupt { .. }) => Ok(None),
+                Err(e) => Err(map_err(&e)),
+            })
+            .collect()
+    }
+
+    async fn swap_string(
+        &self,
+        key: &str,
+        expected: Option<&Bytes>,
+        value: &Bytes,
+        ttl: Option<Duration>,
+    ) -> Result<SwapOutcome, StoreError> {
+        let ttl_secs = ttl.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1));
+        let args = vec![
+            Value::Integer(i64::from(expected.is_some())),
+            Value::Bytes(expected.cloned().unwrap_or_default()),
+            Value::Bytes(value.clone()),
+            Value::Integer(ttl_secs),
+        ];
+        let reply = self
+            .eval(&self.inner.scripts.swap_string, vec![key.to_owned()], args)
+            .await?;
+        let Value::Array(mut parts) = reply else {
+            return Err(StoreError::Backend("unexpected swap reply".to_owned()));
+        };
+        let current = if parts.len() == 2 { parts.pop() } else { None };
+        match parts.first() {
+            Some(Value::Integer(1)) => Ok(SwapOutcome::Swapped),
+            Some(Value::Integer(0)) => Ok(SwapOutcome::Changed(match current {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(bytes_of(v)),
+            })),
+            _ => Err(StoreError::Backend("unexpected swap reply".to_owned())),
+        }
     }
 
     fn changes(&self) -> &ChangeHub {

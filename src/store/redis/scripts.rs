@@ -34,6 +34,8 @@ const ADD_TO_SET: &str = include_str!("lua/add_to_set.lua");
 
 const GUARD_HOLDS: &str = include_str!("lua/guard_holds.lua");
 
+const SWAP_STRING: &str = include_str!("lua/swap_string.lua");
+
 /// The store's scripts, each sent by SHA and reloaded when Redis has forgotten it.
 pub(super) struct Scripts {
     pub(super) read_hash: Script,
@@ -43,6 +45,7 @@ pub(super) struct Scripts {
     pub(super) increment: Script,
     pub(super) pop_field: Script,
     pub(super) add_to_set: Script,
+    pub(super) swap_string: Script,
 }
 
 impl Scripts {
@@ -56,6 +59,7 @@ impl Scripts {
             increment: Script::from_lua(INCREMENT),
             pop_field: Script::from_lua(POP_FIELD),
             add_to_set: Script::from_lua(ADD_TO_SET),
+            swap_string: Script::from_lua(SWAP_STRING),
         }
     }
 }
