@@ -5,6 +5,7 @@ mod auth;
 mod browser;
 mod cache;
 mod celery;
+mod celery_interop;
 mod clients;
 mod conformance;
 mod connections;
