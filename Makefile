@@ -1,5 +1,5 @@
 # The single source of commands: README, CI and developers all go through these targets.
-.PHONY: run test lint fmt openapi ci redis interop-venv celery-venv clients chromium bench bench-wait build fuzz-api soak
+.PHONY: run test lint fmt openapi ci redis interop-venv celery-venv clients chromium bench bench-wait bench-celery build fuzz-api soak
 
 CARGO ?= cargo
 
@@ -73,3 +73,8 @@ bench: redis
 ## Long-poll figures: wake latency, Redis commands per idle waiter, RSS per held wait (docs/performance.md).
 bench-wait: redis
 	bench/wait.sh
+
+## Wake latency of an HTTP long poll on a real Celery worker against AsyncResult.get() in the same run
+## (p50/p99 over BENCH_CELERY_TASKS, 200), and the Celery channels left subscribed after it.
+bench-celery: redis celery-venv
+	bench/celery.sh
