@@ -36,6 +36,11 @@ use crate::store::{ChannelHold, KeyWatch};
 /// Most ids one `POST /celery/results/wait` or one group write may name.
 pub const MAX_IDS: usize = 1000;
 
+/// A Celery task or group id: 1 to 255 characters of `A-Z a-z 0-9 - _ . : @ + =`.
+#[derive(Debug, ToSchema)]
+#[schema(value_type = String, pattern = "^[A-Za-z0-9_.:@+=-]{1,255}$", example = "d9b1f3a4-3c1e-4a65-9f0e-1f2a3b4c5d6e")]
+pub struct CeleryTaskId(#[allow(dead_code)] String);
+
 /// A Celery result as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -58,12 +63,10 @@ pub struct CeleryResultBody {
     /// The result as stored; for FAILURE, RETRY and REVOKED the exception as data
     /// (`{exc_type, exc_message, exc_module}`, never resolved). kombu's `__type__` envelopes
     /// are passed through.
-    #[schema(value_type = Object)]
     pub result: Value,
     /// The formatted traceback (FAILURE, RETRY).
     pub traceback: Option<String>,
     /// The children tuples as stored (`[[[id, parent], null], …]`).
-    #[schema(value_type = Object)]
     pub children: Value,
     /// When the task became ready, RFC 3339 UTC (stored naive, `+00:00` or with an offset).
     pub date_done: Option<String>,
@@ -73,27 +76,21 @@ pub struct CeleryResultBody {
     pub parent_id: Option<String>,
     /// Task name (`result_extended`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub name: Option<Value>,
     /// Positional arguments (`result_extended`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub args: Option<Value>,
     /// Keyword arguments (`result_extended`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub kwargs: Option<Value>,
     /// The worker's hostname (`result_extended`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub worker: Option<Value>,
     /// Retries so far (`result_extended`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub retries: Option<Value>,
     /// The queue (`result_extended`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub queue: Option<Value>,
     /// Every other top-level key of the stored record (stamps, …).
     #[schema(value_type = Object)]
@@ -152,27 +149,26 @@ pub struct CeleryResultInput {
     /// The result; for FAILURE, RETRY and REVOKED an exception object
     /// `{"exc_type": "ValueError", "exc_message": ["bad"], "exc_module": "builtins"}`.
     #[serde(default)]
-    #[schema(value_type = Object)]
     pub result: Value,
     /// The formatted traceback.
     #[serde(default)]
     pub traceback: Option<String>,
     /// Children tuples; `[]` when absent.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<Object>>)]
     pub children: Option<Vec<Value>>,
     /// The group the task belongs to.
     #[serde(default)]
+    #[schema(value_type = Option<CeleryTaskId>)]
     pub group_id: Option<String>,
     /// The parent task.
     #[serde(default)]
+    #[schema(value_type = Option<CeleryTaskId>)]
     pub parent_id: Option<String>,
     /// Task name (stored as `result_extended` does).
     #[serde(default)]
     pub name: Option<String>,
     /// Positional arguments.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<Object>>)]
     pub args: Option<Vec<Value>>,
     /// Keyword arguments.
     #[serde(default)]
@@ -183,7 +179,7 @@ pub struct CeleryResultInput {
     pub worker: Option<String>,
     /// Retries so far.
     #[serde(default)]
-    #[schema(minimum = 0, maximum = 4_294_967_295_u64)]
+    #[schema(minimum = 0, maximum = 2_147_483_647)]
     pub retries: Option<u32>,
     /// The queue.
     #[serde(default)]
@@ -484,7 +480,7 @@ pub async fn put_celery_result(
 #[schema(example = json!({"ids": ["d9b1f3a4-3c1e-4a65-9f0e-1f2a3b4c5d6e", "task-2"], "mode": "all", "timeout": 30}))]
 pub struct CeleryWaitInput {
     /// Task ids (1 to 1000).
-    #[schema(min_items = 1, max_items = 1000)]
+    #[schema(min_items = 1, max_items = 1000, value_type = Vec<CeleryTaskId>)]
     pub ids: Vec<String>,
     /// `any` (default) or `all`.
     #[serde(default)]
@@ -929,7 +925,7 @@ pub async fn get_celery_group(
 #[schema(example = json!({"results": ["t1", "t2"]}))]
 pub struct CeleryGroupInput {
     /// The member task ids, in order (1 to 1000).
-    #[schema(min_items = 1, max_items = 1000)]
+    #[schema(min_items = 1, max_items = 1000, value_type = Vec<CeleryTaskId>)]
     pub results: Vec<String>,
 }
 
@@ -997,7 +993,6 @@ pub struct FlowerResult {
     pub state: String,
     /// The result, only when ready; for an exception its Python `repr`, as Flower sends it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     /// The traceback, only for FAILURE.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -123,7 +123,7 @@ pub async fn put(
             }
         }
         let expected = current.as_ref().map(|s| &s.value);
-        match store.swap_string(&key, expected, &value, ttl).await? {
+        match store.swap_string(&key, expected, &value, ttl, true).await? {
             SwapOutcome::Swapped if current.is_some() => return Ok(PutOutcome::Replaced(written()?)),
             SwapOutcome::Swapped => return Ok(PutOutcome::Created(written()?)),
             SwapOutcome::Changed(now_stored) => {
@@ -210,7 +210,7 @@ pub async fn put_group(
     let mut current = store.read_string(&key).await.map_err(|e| read_err(&key, e))?;
     for _ in 0..MAX_SWAP_ROUNDS {
         let expected = current.as_ref().map(|s| &s.value);
-        match store.swap_string(&key, expected, &value, ttl).await? {
+        match store.swap_string(&key, expected, &value, ttl, true).await? {
             SwapOutcome::Swapped => return Ok(current.is_none()),
             SwapOutcome::Changed(now_stored) => {
                 current = now_stored.map(|value| StringSnapshot { value, ttl_ms: None });

@@ -516,6 +516,7 @@ impl ResultStore for MemoryStore {
         expected: Option<&Bytes>,
         value: &Bytes,
         ttl: Option<Duration>,
+        publish: bool,
     ) -> Result<SwapOutcome, StoreError> {
         let now = Instant::now();
         {
@@ -538,6 +539,8 @@ impl ResultStore for MemoryStore {
                 },
             );
         }
+        // In process, a waiter is woken by the write itself, published or not.
+        let _ = publish;
         self.notify([key]);
         Ok(SwapOutcome::Swapped)
     }

@@ -316,14 +316,16 @@ pub trait ResultStore: Send + Sync {
     /// Reads many string keys at once; a missing key is `None`.
     fn read_strings(&self, keys: &[String]) -> impl Future<Output = Result<Vec<Option<Bytes>>, StoreError>> + Send;
 
-    /// Sets `key` to `value` (with `ttl`, or none: never expires) and publishes `value` on the
-    /// channel named `key`, atomically, if the key holds `expected` (`None`: absent) right now.
+    /// Sets `key` to `value` (with `ttl`, or none: never expires) and, with `publish`, publishes
+    /// `value` on the channel named `key`, atomically, if the key holds `expected` (`None`:
+    /// absent) right now.
     fn swap_string(
         &self,
         key: &str,
         expected: Option<&Bytes>,
         value: &Bytes,
         ttl: Option<Duration>,
+        publish: bool,
     ) -> impl Future<Output = Result<SwapOutcome, StoreError>> + Send;
 
     /// Where waiters register for changes of keys.
@@ -463,9 +465,10 @@ impl ResultStore for Store {
         expected: Option<&Bytes>,
         value: &Bytes,
         ttl: Option<Duration>,
+        publish: bool,
     ) -> Result<SwapOutcome, StoreError> {
         let outcome = instrumented("swap_string", async {
-            dispatch!(self, s => s.swap_string(key, expected, value, ttl))
+            dispatch!(self, s => s.swap_string(key, expected, value, ttl, publish))
         })
         .await;
         self.invalidate([key]);

@@ -311,3 +311,64 @@ fn the_config_refuses_a_default_app_that_aliases() {
         "{error:?}"
     );
 }
+
+#[tokio::test]
+async fn celery_routes_are_scoped_by_their_celery_app() {
+    let mut settings = test_settings();
+    settings.celery.enabled = true;
+    settings.celery.apps.insert("billing".to_owned(), "billing_".to_owned());
+    settings.auth.tokens = vec![
+        token("celery-writer", &["celery"], TokenScope::Write),
+        token("celery-reader", &["celery"], TokenScope::Read),
+        token("billing-writer", &["billing"], TokenScope::Write),
+    ];
+    let app = TestApp::with_settings(Kind::Memory, settings).await;
+    let put = |secret: &'static str, uri: &'static str| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::PUT,
+                uri,
+                Some(json!({"status": "SUCCESS", "result": 1})),
+                &[("authorization", &bearer(secret))],
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(put("celery-writer", "/celery/results/a-1").await, StatusCode::CREATED);
+    assert_eq!(put("celery-reader", "/celery/results/a-2").await, StatusCode::FORBIDDEN);
+    // The default app of a Celery route is celery.app, not default_app.
+    assert_eq!(
+        put("billing-writer", "/celery/results/a-3").await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        put("billing-writer", "/celery/results/a-3?app=billing").await,
+        StatusCode::CREATED
+    );
+    let get = |secret: &'static str, uri: &'static str| {
+        let app = &app;
+        async move {
+            app.call(Method::GET, uri, None, &[("authorization", &bearer(secret))])
+                .await
+                .status
+        }
+    };
+    assert_eq!(get("celery-reader", "/celery/results/a-1").await, StatusCode::OK);
+    assert_eq!(get("celery-reader", "/api/task/result/a-1").await, StatusCode::OK);
+    assert_eq!(
+        get("celery-reader", "/celery/results/a-3?app=billing").await,
+        StatusCode::FORBIDDEN
+    );
+    // Waiting for many is a read.
+    let r = app
+        .call(
+            Method::POST,
+            "/celery/results/wait",
+            Some(json!({"ids": ["a-1"]})),
+            &[("authorization", &bearer("celery-reader"))],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}

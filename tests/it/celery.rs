@@ -30,7 +30,12 @@ async fn foreign_write(app: &TestApp, key: &str, value: &[u8], ttl: Option<Durat
     let value = Bytes::copy_from_slice(value);
     for _ in 0..10 {
         let current = store.read_string(key).await.unwrap().map(|s| s.value);
-        if store.swap_string(key, current.as_ref(), &value, ttl).await.unwrap() == SwapOutcome::Swapped {
+        if store
+            .swap_string(key, current.as_ref(), &value, ttl, true)
+            .await
+            .unwrap()
+            == SwapOutcome::Swapped
+        {
             return;
         }
     }

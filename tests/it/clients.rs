@@ -49,7 +49,7 @@ async fn the_curl_examples_of_the_client_guide_run_as_documented() {
         eprintln!("SKIPPED the_curl_examples_of_the_client_guide_run_as_documented: curl is not installed");
         return;
     }
-    let mut server = Resultd::start("store = \"memory://\"\n", &[]);
+    let mut server = Resultd::start("store = \"memory://\"\n[celery]\nenabled = true\n", &[]);
     let cwd = tempfile::tempdir().unwrap();
     for (script, expected) in examples {
         let script = script.replace("http://localhost:8080", &server.base);

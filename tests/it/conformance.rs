@@ -358,7 +358,7 @@ async fn strings_are_swapped_only_over_what_was_read(kind: Kind) {
     );
     assert_eq!(s.read_string("c.s").await.unwrap(), None);
     assert_eq!(
-        s.swap_string("c.s", None, &a, Some(Duration::from_secs(100)))
+        s.swap_string("c.s", None, &a, Some(Duration::from_secs(100)), true)
             .await
             .unwrap(),
         SwapOutcome::Swapped
@@ -368,16 +368,16 @@ async fn strings_are_swapped_only_over_what_was_read(kind: Kind) {
     assert!((99..=100).contains(&snap.ttl_seconds().unwrap()));
     // Absent expected, but present: refused, with what is there.
     assert_eq!(
-        s.swap_string("c.s", None, &b, None).await.unwrap(),
+        s.swap_string("c.s", None, &b, None, true).await.unwrap(),
         SwapOutcome::Changed(Some(a.clone()))
     );
     assert_eq!(
-        s.swap_string("c.s", Some(&b), &b, None).await.unwrap(),
+        s.swap_string("c.s", Some(&b), &b, None, true).await.unwrap(),
         SwapOutcome::Changed(Some(a.clone()))
     );
     // No TTL is a plain SET, which also clears the old one.
     assert_eq!(
-        s.swap_string("c.s", Some(&a), &b, None).await.unwrap(),
+        s.swap_string("c.s", Some(&a), &b, None, true).await.unwrap(),
         SwapOutcome::Swapped
     );
     let snap = s.read_string("c.s").await.unwrap().unwrap();
@@ -387,8 +387,17 @@ async fn strings_are_swapped_only_over_what_was_read(kind: Kind) {
         vec![Some(b), None]
     );
     assert_eq!(
-        s.swap_string("c.gone", Some(&a), &a, None).await.unwrap(),
+        s.swap_string("c.gone", Some(&a), &a, None, true).await.unwrap(),
         SwapOutcome::Changed(None)
+    );
+    // Unpublished swaps are the same compare-and-set.
+    assert_eq!(
+        s.swap_string("c.q", None, &a, None, false).await.unwrap(),
+        SwapOutcome::Swapped
+    );
+    assert_eq!(
+        s.swap_string("c.q", None, &a, None, false).await.unwrap(),
+        SwapOutcome::Changed(Some(a.clone()))
     );
 }
 
@@ -414,7 +423,7 @@ async fn swaps_wake_the_waiters_of_their_channel(kind: Kind) {
     } else {
         assert_eq!(s.subscribed_channels(), 2);
     }
-    s.swap_string(&keys[0], None, &Bytes::from_static(b"v"), None)
+    s.swap_string(&keys[0], None, &Bytes::from_static(b"v"), None, true)
         .await
         .unwrap();
     tokio::time::timeout(Duration::from_secs(5), watch.changed())

@@ -123,6 +123,10 @@ impl Layout for Celery {
         None
     }
 
+    fn keyspace_classes(&self) -> &'static str {
+        ""
+    }
+
     fn read_refreshes_ttl(&self) -> bool {
         false
     }

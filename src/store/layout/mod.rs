@@ -12,6 +12,16 @@
 pub mod celery;
 pub mod mognet;
 
+/// A keyspace subscription a layout needs: the glob after `__keyspace@{db}__:` and the event
+/// classes that must be on for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyspaceWatch {
+    /// The key glob, e.g. `*.mognet.*`.
+    pub glob: String,
+    /// `notify-keyspace-events` classes besides `K`, e.g. `hgx`.
+    pub classes: &'static str,
+}
+
 /// How a waiter on a key learns that the key changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Wake {
@@ -34,6 +44,10 @@ pub trait Layout: Send + Sync {
     /// The glob, after `__keyspace@{db}__:`, of the keyspace events this layout is woken by;
     /// `None` when its writers publish instead.
     fn keyspace_glob(&self) -> Option<&'static str>;
+
+    /// The `notify-keyspace-events` classes besides `K` the layout's waits need (`""` when its
+    /// writers publish instead).
+    fn keyspace_classes(&self) -> &'static str;
 
     /// Whether reading a record resets its TTL.
     fn read_refreshes_ttl(&self) -> bool;

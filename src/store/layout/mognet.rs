@@ -24,6 +24,10 @@ impl Layout for Mognet {
         Some("*.mognet.*")
     }
 
+    fn keyspace_classes(&self) -> &'static str {
+        "hgx"
+    }
+
     fn read_refreshes_ttl(&self) -> bool {
         true
     }

@@ -14,13 +14,14 @@ use tokio_util::sync::CancellationToken;
 use super::RedisStore;
 use super::connection::builder;
 use super::reply::map_err;
-use crate::store::codec::etag;
-use crate::store::{ResultStore, StoreError};
+use crate::store::StoreError;
 
 /// How waiters learn of changes, and the connections that tell them.
 pub(super) struct Feed {
-    /// The keyspace pattern subscribed to.
-    pub(super) pattern: String,
+    /// The keyspace patterns subscribed to: mognet's, and those of the other layouts served.
+    pub(super) patterns: Vec<String>,
+    /// The event classes those layouts need (`notify-keyspace-events` letters besides `K`).
+    pub(super) classes: String,
     /// The database whose events count (always 0 on a Cluster).
     pub(super) db: u8,
     /// Whether resultd may turn notifications on with `CONFIG SET`.
@@ -38,20 +39,22 @@ impl Feed {
     }
 }
 
-/// Checks `notify-keyspace-events` on one node and, when allowed, adds `K`, `h`, `g`, `x`.
-pub(super) async fn ensure_notify_flags<C: ConfigInterface + Sync>(node: &C, configure: bool) -> bool {
+/// Checks `notify-keyspace-events` on one node and, when allowed, adds `K` and `classes`
+/// (`h g x` for mognet; `$` for layouts written with plain `SET`).
+pub(super) async fn ensure_notify_flags<C: ConfigInterface + Sync>(node: &C, configure: bool, classes: &str) -> bool {
     let current: Result<HashMap<String, String>, _> = node.config_get("notify-keyspace-events").await;
     let Ok(current) = current else { return false };
     let flags = current.get("notify-keyspace-events").cloned().unwrap_or_default();
-    let has = |c: char| flags.contains(c) || (flags.contains('A') && "hgx".contains(c));
-    if flags.contains('K') && has('h') && has('g') && has('x') {
+    // `A` stands for every class but `m`, `n`, `t`, `d`, `e` (and `K`/`E`).
+    let has = |c: char| flags.contains(c) || (flags.contains('A') && "g$lshzxe".contains(c));
+    if flags.contains('K') && classes.chars().all(has) {
         return true;
     }
     if !configure {
         return false;
     }
     let mut wanted: String = flags;
-    for c in ['K', 'h', 'g', 'x'] {
+    for c in std::iter::once('K').chain(classes.chars()) {
         if !wanted.contains(c) {
             wanted.push(c);
         }
@@ -100,7 +103,7 @@ impl RedisStore {
     /// Connects a subscriber, subscribes it, and starts reading its events; on each of its
     /// reconnects it subscribes again and every waiter re-reads.
     pub(super) async fn add_subscriber(&self, key: Server, subscriber: SubscriberClient) {
-        let pattern = self.inner.feed.pattern.clone();
+        let patterns = self.inner.feed.patterns.clone();
         let db = self.inner.feed.db;
         // Reconnects (and the first connect) re-subscribe here rather than through fred's
         // subscription tracking, so the wake-up of waiters comes after the subscription is live.
@@ -109,7 +112,7 @@ impl RedisStore {
         let stop = CancellationToken::new();
         subscriber.connect();
         let _ = tokio::time::timeout(self.inner.timeouts.connect, subscriber.wait_for_connect()).await;
-        if let Err(e) = subscriber.psubscribe(pattern.clone()).await {
+        if let Err(e) = subscriber.psubscribe(patterns.clone()).await {
             tracing::warn!(node = %key, error = %e, "keyspace subscription failed; retried on reconnect");
         }
         let weak = Arc::downgrade(&self.inner);
@@ -171,7 +174,7 @@ impl RedisStore {
                     () = stopped.cancelled() => break,
                 }
                 let Some(inner) = weak.upgrade() else { break };
-                if let Err(e) = resubscriber.psubscribe(pattern.clone()).await {
+                if let Err(e) = resubscriber.psubscribe(patterns.clone()).await {
                     tracing::warn!(error = %e, "keyspace re-subscription failed");
                 }
                 let store = Self { inner };
@@ -222,12 +225,11 @@ impl RedisStore {
                     continue;
                 }
                 let this = Self { inner };
-                let Ok(snapshots) = this.read_hashes(&keys).await else {
+                let Ok(tags) = this.fingerprints(&keys).await else {
                     continue;
                 };
                 let mut next = HashMap::with_capacity(keys.len());
-                for (key, snap) in keys.into_iter().zip(snapshots) {
-                    let tag = snap.map_or_else(String::new, |s| etag(&s.fields));
+                for (key, tag) in keys.into_iter().zip(tags) {
                     // A key seen for the first time wakes its waiters too: it may have changed
                     // between their read and this first look, which no later diff would show.
                     if seen.get(&key).is_none_or(|old| *old != tag) {
@@ -240,12 +242,26 @@ impl RedisStore {
         });
     }
 
+    /// A content fingerprint per key, any type (`""`: absent), all in one round trip.
+    async fn fingerprints(&self, keys: &[String]) -> Result<Vec<String>, StoreError> {
+        let script = &self.inner.scripts.fingerprint;
+        let client = self.client();
+        let replies = futures::future::try_join_all(
+            keys.iter()
+                .map(|k| script.evalsha_with_reload::<Value, _, _>(client, vec![k.clone()], Vec::<Value>::new())),
+        )
+        .await
+        .map_err(|e| map_err(&e))?;
+        Ok(replies.into_iter().map(super::reply::string_of).collect())
+    }
+
     /// Makes sure `notify-keyspace-events` covers hash, generic and expiry events, on every
     /// primary of a Cluster.
     pub(super) async fn enable_notifications(&self) -> bool {
         let configure = self.inner.feed.configure;
+        let classes = self.inner.feed.classes.as_str();
         if !self.inner.clustered {
-            return ensure_notify_flags(self.client(), configure).await;
+            return ensure_notify_flags(self.client(), configure, classes).await;
         }
         let primaries = self.cluster_primaries();
         if primaries.is_empty() {
@@ -253,7 +269,7 @@ impl RedisStore {
         }
         let mut all = true;
         for primary in primaries {
-            all &= ensure_notify_flags(&self.client().with_cluster_node(primary), configure).await;
+            all &= ensure_notify_flags(&self.client().with_cluster_node(primary), configure, classes).await;
         }
         all
     }

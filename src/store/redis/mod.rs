@@ -36,8 +36,8 @@ use self::feed::Feed;
 use self::reply::{bytes_of, decode_increment, decode_snapshot, map_err, snapshot_of, string_of};
 use self::scripts::{Scripts, push_write_args};
 use super::cache::ResultCache;
-use super::layout::Layout;
 use super::layout::mognet::Mognet;
+use super::layout::{KeyspaceWatch, Layout};
 use super::tracking::Tracking;
 use super::{
     ChangeHub, Fields, Guard, HashSnapshot, HashWrite, IncrementOutcome, Once, OnceOutcome, ResultStore, StoreError,
@@ -82,6 +82,16 @@ impl RedisStore {
     /// sentinels name (followed across failovers), `redis-cluster://host:port?node=…` a Cluster.
     /// A username and password in the URL authenticate with ACL `AUTH user pass`.
     pub async fn connect(url: &str, settings: &RedisSettings) -> Result<Self, StoreError> {
+        Self::connect_watching(url, settings, &[]).await
+    }
+
+    /// [`RedisStore::connect`], with keyspace subscriptions for other layouts beside mognet's
+    /// (their globs subscribed and their event classes turned on with mognet's).
+    pub async fn connect_watching(
+        url: &str,
+        settings: &RedisSettings,
+        watches: &[KeyspaceWatch],
+    ) -> Result<Self, StoreError> {
         let mut config =
             Config::from_url(url).map_err(|e| StoreError::Backend(format!("invalid Redis URL: {}", e.details())))?;
         if !settings.tls_ca_file.is_empty() {
@@ -120,7 +130,19 @@ impl RedisStore {
             config,
             timeouts,
             feed: Feed {
-                pattern: format!("__keyspace@{db}__:{}", Mognet.keyspace_glob().unwrap_or("*")),
+                patterns: std::iter::once(Mognet.keyspace_glob().unwrap_or("*"))
+                    .chain(watches.iter().map(|w| w.glob.as_str()))
+                    .map(|glob| format!("__keyspace@{db}__:{glob}"))
+                    .collect(),
+                classes: {
+                    let mut classes = Mognet.keyspace_classes().to_owned();
+                    for c in watches.iter().flat_map(|w| w.classes.chars()) {
+                        if !classes.contains(c) {
+                            classes.push(c);
+                        }
+                    }
+                    classes
+                },
                 db,
                 configure: settings.configure_notifications,
                 poll_interval: Duration::from_millis(settings.poll_interval_ms),
@@ -548,6 +570,7 @@ impl ResultStore for RedisStore {
         expected: Option<&Bytes>,
         value: &Bytes,
         ttl: Option<Duration>,
+        publish: bool,
     ) -> Result<SwapOutcome, StoreError> {
         let ttl_secs = ttl.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1));
         let args = vec![
@@ -555,6 +578,7 @@ impl ResultStore for RedisStore {
             Value::Bytes(expected.cloned().unwrap_or_default()),
             Value::Bytes(value.clone()),
             Value::Integer(ttl_secs),
+            Value::Integer(i64::from(publish)),
         ];
         let reply = self
             .eval(&self.inner.scripts.swap_string, vec![key.to_owned()], args)

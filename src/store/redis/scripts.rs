@@ -36,6 +36,8 @@ const GUARD_HOLDS: &str = include_str!("lua/guard_holds.lua");
 
 const SWAP_STRING: &str = include_str!("lua/swap_string.lua");
 
+const FINGERPRINT: &str = include_str!("lua/fingerprint.lua");
+
 /// The store's scripts, each sent by SHA and reloaded when Redis has forgotten it.
 pub(super) struct Scripts {
     pub(super) read_hash: Script,
@@ -46,6 +48,7 @@ pub(super) struct Scripts {
     pub(super) pop_field: Script,
     pub(super) add_to_set: Script,
     pub(super) swap_string: Script,
+    pub(super) fingerprint: Script,
 }
 
 impl Scripts {
@@ -60,6 +63,7 @@ impl Scripts {
             pop_field: Script::from_lua(POP_FIELD),
             add_to_set: Script::from_lua(ADD_TO_SET),
             swap_string: Script::from_lua(SWAP_STRING),
+            fingerprint: Script::from_lua(FINGERPRINT),
         }
     }
 }

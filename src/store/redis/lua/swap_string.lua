@@ -2,7 +2,8 @@
 -- Compare-and-set of one string key, then publish on the key's own channel: the write of a
 -- Celery result (`SETEX key ttl value; PUBLISH key value`), done only while the key still holds
 -- what the caller read (ARGV[1] = 0: absent; 1: the bytes in ARGV[2]).
--- ARGV[3] = the new value, ARGV[4] = TTL in seconds (0: no expiry, a plain SET).
+-- ARGV[3] = the new value, ARGV[4] = TTL in seconds (0: no expiry, a plain SET), ARGV[5] = 1 to
+-- publish the value on the key's name (Celery), 0 not to.
 local current = redis.call('GET', KEYS[1])
 if ARGV[1] == '0' then
   if current then return {0, current} end
@@ -15,5 +16,5 @@ if ttl > 0 then
 else
   redis.call('SET', KEYS[1], ARGV[3])
 end
-redis.call('PUBLISH', KEYS[1], ARGV[3])
+if ARGV[5] == '1' then redis.call('PUBLISH', KEYS[1], ARGV[3]) end
 return {1}
