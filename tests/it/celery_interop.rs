@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use resultd::config::Settings;
 use serde::Deserialize;
 
-use crate::support::{LiveServer, test_settings};
+use crate::support::{Kind, LiveServer, TestApp, test_settings};
 
 /// The Redis database of broker, result backend and resultd (honoured on every side).
 const DB: u8 = 4;
@@ -275,6 +275,38 @@ async fn http_long_polls_and_celery_gets_are_all_woken_by_a_real_worker() {
     );
     assert_eq!(report.measurements["celery_get"]["n"], 30, "{}", report.measurements);
     assert_eq!(report.measurements["channels_after"], 0, "{}", report.measurements);
+}
+
+/// A float as Python's `repr` writes it (a task's `time.time()`), one the default fast float
+/// parsing of JSON would round to a neighbouring double.
+const PY_FLOAT: &str = "1796351833.0598319";
+
+#[tokio::test]
+async fn a_python_float_reads_and_writes_back_bit_identical() {
+    let mut s = test_settings();
+    s.celery.enabled = true;
+    let app = TestApp::with_settings(Kind::Redis, s).await;
+    let want: f64 = PY_FLOAT.parse().unwrap();
+    let stored = format!(
+        r#"{{"status": "SUCCESS", "result": {PY_FLOAT}, "traceback": null, "children": [], "date_done": "2026-12-04T02:00:00.000001+00:00", "task_id": "py-float"}}"#
+    );
+    app.redis()
+        .cli(&["-n", "0", "SET", "celery-task-meta-py-float", &stored]);
+    let got = app.get("/celery/results/py-float").await;
+    assert_eq!(got.status, 200, "{:?}", got.body);
+    let body = String::from_utf8_lossy(&got.body).into_owned();
+    assert!(body.contains(&format!(r#""result":{PY_FLOAT}"#)), "{body}");
+    assert_eq!(got.json()["result"].as_f64(), Some(want));
+
+    let put = app
+        .put(
+            "/celery/results/py-float-put",
+            serde_json::json!({"status": "SUCCESS", "result": want}),
+        )
+        .await;
+    assert_eq!(put.status, 201, "{:?}", put.body);
+    let raw = app.redis().cli(&["-n", "0", "GET", "celery-task-meta-py-float-put"]);
+    assert!(raw.contains(&format!(r#""result": {PY_FLOAT}"#)), "{raw}");
 }
 
 #[test]
