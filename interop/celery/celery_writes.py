@@ -184,7 +184,7 @@ def run(args, rep: Report) -> None:
 
     def revoked():
         tid = str(uuid.uuid4())
-        replies = app.control.revoke(tid, reply=True, timeout=5)
+        replies = app.control.revoke(tid, reply=True, timeout=TIMEOUT, limit=1)
         rep.check("REVOKED: the worker acknowledges the revoke", bool(replies), replies)
         compare("REVOKED by the revoke command", tid)
         res = tasks.add.apply_async((1, 1), task_id=tid)
