@@ -246,13 +246,13 @@ async fn with_worker(conf: CeleryConf, script: &str, extra: &[&str], min_passed:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn celery_worker_results_in_every_state_read_back_over_http() {
-    let report = with_worker(PLAIN, "celery_writes.py", &[], 400).await;
+    let report = with_worker(PLAIN, "celery_writes.py", &[], 500).await;
     assert_eq!(report.measurements["channels_after"], 0, "{}", report.measurements);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn celery_worker_results_with_gzip_and_a_global_keyprefix_read_back_over_http() {
-    let report = with_worker(PREFIXED_GZIP, "celery_writes.py", &[], 400).await;
+    let report = with_worker(PREFIXED_GZIP, "celery_writes.py", &[], 500).await;
     assert_eq!(report.measurements["channels_after"], 0, "{}", report.measurements);
 }
 
@@ -261,12 +261,12 @@ async fn results_written_over_http_read_back_by_celery_async_result_and_group_re
     let server = server(PREFIXED_GZIP).await;
     let report = run_script(&server, PREFIXED_GZIP, "resultd_writes.py", &[]).await;
     server.stop().await;
-    assert_report(&report, 120, "");
+    assert_report(&report, 170, "");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_long_polls_and_celery_gets_are_all_woken_by_a_real_worker() {
-    let report = with_worker(PLAIN, "wake_latency.py", &["30"], 5).await;
+    let report = with_worker(PLAIN, "wake_latency.py", &["30"], 6).await;
     assert_eq!(report.measurements["tasks"], 30, "{}", report.measurements);
     assert_eq!(
         report.measurements["http_long_poll"]["n"], 30,
