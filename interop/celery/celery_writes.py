@@ -6,12 +6,14 @@ PROGRESS state, SUCCESS, FAILURE and REVOKED, with `result_extended`, plus a sav
 chord. Each record is read over HTTP and compared field by field with the value Celery stored (as
 decoded by Celery's own backend). HTTP long polls (`?wait=`, `Prefer: wait`, `POST
 /celery/results/wait`, Flower's `/api/task/result`) are started before the task finishes and must be
-answered by the worker's write. At the end the channel gauge must be back to 0.
+answered by the worker's write, and `/celery/results/{id}/events` follows a task to SUCCESS. At the end
+the channel gauge must be back to 0.
 
 Run once per worker configuration: plain, or `--compression gzip --global-keyprefix P` (the stored
 values then carry Celery's compression marker and every key the final prefix).
 """
 
+import json
 import uuid
 
 import redis as syncredis
@@ -346,6 +348,20 @@ def run(args, rep: Report) -> None:
         resp = http.get(f"/api/task/result/{tid}?timeout=0.2")
         rep.eq("Flower route on an unknown id: 200 PENDING", (resp.status, resp.json()),
                (200, {"task-id": tid, "state": "PENDING"}))
+
+        gate = fresh("gate")
+        res = tasks.progress.delay(4, gate)
+        until_status("events", res.id, "PROGRESS")
+        stream = Background(http.events, f"/celery/results/{res.id}/events")
+        channels_at_least("events", 1)
+        tasks.open_gate(gate)
+        events = stream.join()
+        records = [json.loads(e.get("data", "null")) for e in events if e.get("event") == "result"]
+        rep.eq("events: follow the worker from PROGRESS to SUCCESS, then end",
+               [(e.get("status"), e.get("done")) for e in records], [("PROGRESS", False), ("SUCCESS", True)])
+        rep.eq("events: the last one carries the result", records[-1].get("result") if records else None, 4)
+        rep.check("events: every result event has the record's ETag as its id",
+                  all(e.get("id") for e in events if e.get("event") == "result"), events)
 
         resp = http.result(fresh("never-written"), wait=1)
         rep.eq("?wait on a result never written: 404 after the wait",

@@ -152,6 +152,24 @@ class Http:
     def result(self, task_id: str, **kw) -> Response:
         return self.get("/celery/results/" + urllib.parse.quote(task_id, safe=""), **kw)
 
+    def events(self, path: str, timeout: float = 60.0) -> list:
+        """The Server-Sent Events of `path` until the server ends the stream: `[{event, id, data}]`."""
+        req = urllib.request.Request(self.url(path), headers={"Accept": "text/event-stream"})
+        events, current = [], {}
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            for line in r:
+                line = line.decode().rstrip("\r\n")
+                if not line:
+                    if current:
+                        events.append(current)
+                    current = {}
+                elif not line.startswith(":"):
+                    name, _, value = line.partition(":")
+                    current[name] = value[1:] if value.startswith(" ") else value
+        if current:
+            events.append(current)
+        return events
+
     def channels(self) -> Optional[int]:
         """`resultd_celery_channels` from /metrics (None when absent)."""
         text = self.get("/metrics").body.decode()
