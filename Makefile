@@ -1,5 +1,5 @@
 # The single source of commands: README, CI and developers all go through these targets.
-.PHONY: run test lint fmt openapi ci redis interop-venv clients chromium bench bench-wait build fuzz-api soak
+.PHONY: run test lint fmt openapi ci redis interop-venv omniq-venv clients chromium bench bench-wait build fuzz-api soak
 
 CARGO ?= cargo
 
@@ -10,9 +10,9 @@ run:
 build:
 	$(CARGO) build --release --locked
 
-## Every test: installs redis-server, redis-sentinel, openssl and chromium when missing, builds the mognet venv,
+## Every test: installs redis-server, redis-sentinel, openssl and chromium when missing, builds the mognet and OmniQ venvs,
 ## generates the Python and TypeScript clients, runs the one integration binary, then fuzzes the served contract with schemathesis.
-test: redis chromium interop-venv clients
+test: redis chromium interop-venv omniq-venv clients
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \
 	else \
@@ -28,6 +28,10 @@ redis:
 ## reused while the requirements and the Python version are unchanged.
 interop-venv:
 	@scripts/venv.sh .venv-interop interop/requirements.txt
+
+## .venv-omniq/ with msgspec and redis-py (interop/omniq/requirements.txt) for the OmniQ fixture writer.
+omniq-venv:
+	@scripts/venv.sh .venv-omniq interop/omniq/requirements.txt
 
 ## The Python and TypeScript clients generated from openapi/openapi.json into target/clients/ by the
 ## pinned generators (tests/clients/), for the generated-client tests; installs nodejs and npm when missing.

@@ -326,3 +326,80 @@ async fn string_events_are_turned_on_for_omniq() {
         assert!(flags.contains(c), "{c} in {flags}");
     }
 }
+
+/// The Python of the OmniQ fixture writer: `RESULTD_OMNIQ_PYTHON`, else `.venv-omniq` (built by
+/// `make omniq-venv`).
+fn omniq_python() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = std::env::var_os("RESULTD_OMNIQ_PYTHON")
+        .map_or_else(|| root.join(".venv-omniq/bin/python"), std::path::PathBuf::from);
+    assert!(
+        python.exists(),
+        "the OmniQ fixture Python {} is missing: run make omniq-venv",
+        python.display()
+    );
+    python
+}
+
+/// Records written by OmniQ's own models and msgspec (`interop/omniq/omniq_fixtures.py`), in
+/// OmniQ's Redis storage's writes, read back over HTTP: a result with a ttl (SETEX) and an id
+/// with `:`, an error, cancelled and expired results, a running task, the event log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_written_with_omniqs_models_read_back() {
+    let app = app(Kind::Redis).await;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = tokio::process::Command::new(omniq_python())
+        .arg(root.join("interop/omniq/omniq_fixtures.py"))
+        .args(["--redis", &app.redis().url()])
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), out)
+        .await
+        .unwrap()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let written: Vec<Value> = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(written.len(), 5);
+    for w in &written {
+        let id = w["task_id"].as_str().unwrap();
+        let stored = w["stored"].as_str().unwrap();
+        // msgspec: compact, raw UTF-8, lowercase statuses.
+        assert!(!stored.contains(", \"") && !stored.contains("\\u00fc"), "{stored}");
+        let r = app.get(&format!("/omniq/results/{id}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{id}: {:?}", r.body);
+        let body = r.json();
+        for (field, expected) in w["expect"].as_object().unwrap() {
+            if field == "has_ttl" {
+                assert_eq!(
+                    body["ttl"].is_i64(),
+                    expected.as_bool().unwrap(),
+                    "{id} ttl {}",
+                    body["ttl"]
+                );
+                continue;
+            }
+            assert_eq!(&body[field], expected, "{id} {field}");
+        }
+    }
+    let ttl = app.get("/omniq/results/report:2026:q4").await.json()["ttl"]
+        .as_i64()
+        .unwrap();
+    assert!((86_390..=86_400).contains(&ttl), "{ttl}");
+    let task = app.get("/omniq/tasks/report:2026:q4").await.json();
+    assert_eq!(task["record"]["args"], json!([2026, 4]));
+    assert_eq!(task["record"]["retry_delay"], 1.0);
+    let events = app.get("/omniq/events?task_id=report:2026:q4").await.json();
+    let kinds: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["enqueued", "dequeued", "executing", "completed"]);
+    assert!(events["events"][0]["timestamp"].as_str().unwrap().ends_with('Z'));
+}
