@@ -1,5 +1,5 @@
 # The single source of commands: README, CI and developers all go through these targets.
-.PHONY: run test lint fmt openapi ci redis interop-venv celery-venv clients chromium bench bench-wait bench-celery build fuzz-api soak
+.PHONY: run test lint fmt openapi ci redis interop-venv celery-venv omniq-venv clients chromium bench bench-wait bench-celery build fuzz-api soak
 
 CARGO ?= cargo
 
@@ -10,9 +10,9 @@ run:
 build:
 	$(CARGO) build --release --locked
 
-## Every test: installs redis-server, redis-sentinel, openssl and chromium when missing, builds the mognet venv,
-## builds the Celery venv, generates the Python and TypeScript clients, runs the one integration binary, then fuzzes the served contract with schemathesis.
-test: redis chromium interop-venv celery-venv clients
+## Every test: installs redis-server, redis-sentinel, openssl and chromium when missing, builds the mognet, Celery and
+## OmniQ venvs, generates the Python and TypeScript clients, runs the one integration binary, then fuzzes the served contract with schemathesis.
+test: redis chromium interop-venv celery-venv omniq-venv clients
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \
 	else \
@@ -29,10 +29,9 @@ redis:
 interop-venv:
 	@scripts/venv.sh .venv-interop interop/requirements.txt
 
-## .venv-celery/ with real Celery 5.7.0 (interop/celery/requirements.txt) for the Celery interop tests;
-## reused while the requirements and the Python version are unchanged.
-celery-venv:
-	@scripts/venv.sh .venv-celery interop/celery/requirements.txt
+## Every test: installs redis-server, redis-sentinel, openssl and chromium when missing, builds the mognet, Celery and
+## OmniQ venvs, generates the Python and TypeScript clients, runs the one integration binary, then fuzzes the served contract with schemathesis.
+test: redis chromium interop-venv celery-venv omniq-venv clients
 
 ## The Python and TypeScript clients generated from openapi/openapi.json into target/clients/ by the
 ## pinned generators (tests/clients/), for the generated-client tests; installs nodejs and npm when missing.

@@ -113,7 +113,7 @@ pub async fn frame(State(ctx): State<ApiContext>, mut request: Request, next: Ne
 async fn checked(ctx: &ApiContext, request: Request, next: Next) -> Response {
     if let Err(response) = ctx
         .authenticator()
-        .check(&request, ctx.default_app().as_str(), &ctx.settings().celery.app)
+        .check(&request, ctx.default_app().as_str(), &ctx.layout_apps())
     {
         return *response;
     }

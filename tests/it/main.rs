@@ -16,6 +16,7 @@ mod interop;
 mod listing;
 mod logging;
 mod metrics;
+mod omniq;
 mod openapi;
 mod outage;
 mod protocol;
