@@ -29,9 +29,14 @@ redis:
 interop-venv:
 	@scripts/venv.sh .venv-interop interop/requirements.txt
 
-## Every test: installs redis-server, redis-sentinel, openssl and chromium when missing, builds the mognet, Celery and
-## OmniQ venvs, generates the Python and TypeScript clients, runs the one integration binary, then fuzzes the served contract with schemathesis.
-test: redis chromium interop-venv celery-venv omniq-venv clients
+## .venv-celery/ with real Celery 5.7.0 (interop/celery/requirements.txt) for the Celery interop tests;
+## reused while the requirements and the Python version are unchanged.
+celery-venv:
+	@scripts/venv.sh .venv-celery interop/celery/requirements.txt
+
+## .venv-omniq/ with msgspec and redis-py (interop/omniq/requirements.txt) for the OmniQ fixture writer.
+omniq-venv:
+	@scripts/venv.sh .venv-omniq interop/omniq/requirements.txt
 
 ## The Python and TypeScript clients generated from openapi/openapi.json into target/clients/ by the
 ## pinned generators (tests/clients/), for the generated-client tests; installs nodejs and npm when missing.
