@@ -1,5 +1,5 @@
 # The single source of commands: README, CI and developers all go through these targets.
-.PHONY: run test lint fmt openapi ci redis interop-venv clients chromium rigatoni-writer bench bench-wait build fuzz-api soak
+.PHONY: run test lint fmt openapi ci redis interop-venv celery-venv omniq-venv clients chromium rigatoni-writer bench bench-wait bench-celery build fuzz-api soak
 
 CARGO ?= cargo
 
@@ -10,9 +10,9 @@ run:
 build:
 	$(CARGO) build --release --locked
 
-## Every test: installs redis-server, redis-sentinel, openssl and chromium when missing, builds the mognet venv,
-## generates the Python and TypeScript clients, runs the one integration binary, then fuzzes the served contract with schemathesis.
-test: redis chromium interop-venv clients rigatoni-writer
+## Every test: installs redis-server, redis-sentinel, openssl and chromium when missing, builds the mognet, Celery and
+## OmniQ venvs, generates the Python and TypeScript clients, runs the one integration binary, then fuzzes the served contract with schemathesis.
+test: redis chromium interop-venv celery-venv omniq-venv clients rigatoni-writer
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --locked --no-fail-fast; \
 	else \
@@ -28,6 +28,15 @@ redis:
 ## reused while the requirements and the Python version are unchanged.
 interop-venv:
 	@scripts/venv.sh .venv-interop interop/requirements.txt
+
+## .venv-celery/ with real Celery 5.7.0 (interop/celery/requirements.txt) for the Celery interop tests;
+## reused while the requirements and the Python version are unchanged.
+celery-venv:
+	@scripts/venv.sh .venv-celery interop/celery/requirements.txt
+
+## .venv-omniq/ with msgspec and redis-py (interop/omniq/requirements.txt) for the OmniQ fixture writer.
+omniq-venv:
+	@scripts/venv.sh .venv-omniq interop/omniq/requirements.txt
 
 ## The Python and TypeScript clients generated from openapi/openapi.json into target/clients/ by the
 ## pinned generators (tests/clients/), for the generated-client tests; installs nodejs and npm when missing.
@@ -74,3 +83,8 @@ bench: redis
 ## Long-poll figures: wake latency, Redis commands per idle waiter, RSS per held wait (docs/performance.md).
 bench-wait: redis
 	bench/wait.sh
+
+## Wake latency of an HTTP long poll on a real Celery worker against AsyncResult.get() in the same run
+## (p50/p99 over BENCH_CELERY_TASKS, 200), and the Celery channels left subscribed after it.
+bench-celery: redis celery-venv
+	bench/celery.sh

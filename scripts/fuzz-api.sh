@@ -11,7 +11,7 @@ redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
 redis_pid=$!
 http_port=$(free_port)
-RESULTD_LISTEN=127.0.0.1:$http_port RESULTD_STORE=redis://127.0.0.1:$redis_port/0 RESULTD_WAIT__MAX_SECONDS=1 RESULTD_CELERY__ENABLED=true RESULTD_RIGATONI__ENABLED=true \
+RESULTD_LISTEN=127.0.0.1:$http_port RESULTD_STORE=redis://127.0.0.1:$redis_port/0 RESULTD_WAIT__MAX_SECONDS=1 RESULTD_CELERY__ENABLED=true RESULTD_OMNIQ__ENABLED=true RESULTD_RIGATONI__ENABLED=true \
   target/debug/resultd serve >"$work/resultd.log" 2>&1 &
 resultd_pid=$!
 cleanup() { kill "$resultd_pid" "$redis_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }

@@ -46,6 +46,9 @@ pub struct Settings {
     /// Celery's Redis result backend.
     #[serde(default)]
     pub celery: CelerySettings,
+    /// OmniQ's Redis storage (experimental).
+    #[serde(default)]
+    pub omniq: OmniqSettings,
     /// Rigatoni's Redis state store (resume tokens, locks).
     #[serde(default)]
     pub rigatoni: RigatoniSettings,
@@ -113,6 +116,39 @@ impl Default for CelerySettings {
             result_serializer: "json".to_owned(),
             app: "celery".to_owned(),
             apps: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// OmniQ's Redis storage (experimental: the layout of `legout/omniQ@acdec6d`), served
+/// read-only under `/omniq/…`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OmniqSettings {
+    /// Whether the OmniQ routes answer (off: 404 `layout-disabled`).
+    pub enabled: bool,
+    /// OmniQ `results_prefix`: results are `{results_prefix}:result:{task_id}`.
+    pub results_prefix: String,
+    /// OmniQ `tasks_prefix`: tasks are `{tasks_prefix}:task:{task_id}`.
+    pub tasks_prefix: String,
+    /// OmniQ `events_prefix`: events are `{events_prefix}:event:{id}`, indexed by `{events_prefix}:events`.
+    pub events_prefix: String,
+    /// The app name token scopes give these routes.
+    pub app: String,
+    /// Turn on keyspace events for strings (`$`) so waits wake on OmniQ's plain `SET`s; off:
+    /// waits on OmniQ keys are polled every `redis.poll_interval_ms`.
+    pub notify: bool,
+}
+
+impl Default for OmniqSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            results_prefix: "omniq:results".to_owned(),
+            tasks_prefix: "omniq:tasks".to_owned(),
+            events_prefix: "omniq:events".to_owned(),
+            app: "omniq".to_owned(),
+            notify: true,
         }
     }
 }
@@ -380,6 +416,18 @@ impl Settings {
                 return invalid("celery.app", &format!("{app:?}: {}", e.0));
             }
         }
+        if let Err(e) = crate::domain::AppName::parse(&self.omniq.app) {
+            return invalid("omniq.app", &e.0);
+        }
+        for (key, prefix) in [
+            ("omniq.results_prefix", &self.omniq.results_prefix),
+            ("omniq.tasks_prefix", &self.omniq.tasks_prefix),
+            ("omniq.events_prefix", &self.omniq.events_prefix),
+        ] {
+            if prefix.is_empty() || prefix.contains(['*', '?', '[', ']', '\\']) {
+                return invalid(key, "must be a non-empty prefix without glob characters (* ? [ ] \\)");
+            }
+        }
         if let Err(e) = crate::domain::AppName::parse(&self.rigatoni.app) {
             return invalid("rigatoni.app", &format!("{:?}: {}", self.rigatoni.app, e.0));
         }
@@ -509,6 +557,7 @@ impl fmt::Debug for Settings {
             .field("server", &self.server)
             .field("auth_tokens", &self.auth.tokens.len())
             .field("celery", &self.celery)
+            .field("omniq", &self.omniq)
             .field("rigatoni", &self.rigatoni)
             .finish_non_exhaustive()
     }

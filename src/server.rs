@@ -10,17 +10,9 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::api::{self, ApiContext};
 use crate::config::Settings;
 use crate::store::layout::KeyspaceWatch;
+use crate::store::layout::omniq::OmniQ;
 use crate::store::layout::rigatoni::Rigatoni;
 use crate::store::{MemoryStore, RedisStore, Store, StoreError};
-
-/// The keyspace subscriptions of the enabled layouts besides mognet's (whose is built in).
-pub fn keyspace_watches(settings: &Settings) -> Vec<KeyspaceWatch> {
-    let mut watches = Vec::new();
-    if settings.rigatoni.enabled {
-        watches.push(Rigatoni::new(settings.rigatoni.key_prefix.clone()).keyspace_watch());
-    }
-    watches
-}
 
 /// Opens the store named by `settings.store`.
 pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
@@ -32,6 +24,35 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
     let store = RedisStore::connect_watching(&settings.store, &settings.redis, &keyspace_watches(settings)).await?;
     store.start_cache(settings.cache.max_bytes).await?;
     Ok(Store::Redis(store))
+}
+
+/// The keyspace subscriptions the enabled layouts need beside mognet's (Celery's writers
+/// publish on their own channels and need none).
+pub fn keyspace_watches(settings: &Settings) -> Vec<KeyspaceWatch> {
+    let mut watches = Vec::new();
+    if settings.omniq.enabled {
+        let mut omniq = omniq_layout(settings).keyspace_watches();
+        if !settings.omniq.notify {
+            for w in &mut omniq {
+                w.classes = "";
+            }
+        }
+        watches.extend(omniq);
+    }
+    if settings.rigatoni.enabled {
+        watches.push(Rigatoni::new(settings.rigatoni.key_prefix.clone()).keyspace_watch());
+    }
+    watches
+}
+
+/// OmniQ's layout under the configured prefixes.
+pub fn omniq_layout(settings: &Settings) -> OmniQ {
+    let o = &settings.omniq;
+    OmniQ::new(
+        o.results_prefix.clone(),
+        o.tasks_prefix.clone(),
+        o.events_prefix.clone(),
+    )
 }
 
 /// The full application: routes plus the layer stack.

@@ -69,16 +69,6 @@ pub fn is_operations_path(path: &str) -> bool {
 }
 
 /// Whether a request changes data (`POST /results/wait` only reads).
-/// Whether a path is one of Rigatoni's routes, whose default app is `rigatoni.app`.
-pub fn is_rigatoni_path(path: &str) -> bool {
-    path.starts_with("/rigatoni/")
-}
-
-/// Whether a path is one of Celery's routes, whose default app is `celery.app`.
-pub fn is_celery_path(path: &str) -> bool {
-    path.starts_with("/celery/") || path.starts_with("/api/task/")
-}
-
 fn is_write(method: &Method, path: &str) -> bool {
     let writes = [Method::PUT, Method::PATCH, Method::POST, Method::DELETE];
     writes.contains(method) && !(method == Method::POST && (path == "/results/wait" || path == "/celery/results/wait"))
@@ -162,15 +152,13 @@ impl Authenticator {
 
     /// Decides one request: `Ok` to go on, or the 401/403 answer.
     ///
-    /// The app of a Celery route (`/celery/…`, Flower's `/api/task/…`) defaults to
-    /// `celery_app`, the app name of `celery.key_prefix`; that of a Rigatoni route
-    /// (`/rigatoni/…`) to `rigatoni_app`.
+    /// The app of another layout's route defaults to that layout's app: `layout_apps` pairs a
+    /// path prefix (`/celery/`, `/omniq/`, …) with it.
     pub fn check(
         &self,
         request: &Request,
         default_app: &str,
-        celery_app: &str,
-        rigatoni_app: &str,
+        layout_apps: &[(&str, &str)],
     ) -> Result<(), Box<Response>> {
         if !self.enabled() {
             return Ok(());
@@ -205,13 +193,10 @@ impl Authenticator {
                 request.method()
             )));
         }
-        let default_app = if is_celery_path(path) {
-            celery_app
-        } else if is_rigatoni_path(path) {
-            rigatoni_app
-        } else {
-            default_app
-        };
+        let default_app = layout_apps
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix))
+            .map_or(default_app, |(_, app)| app);
         let apps = request_apps(path, request.uri().query(), default_app);
         if let Some(app) = apps.iter().find(|app| !token.may_touch(app)) {
             return Err(forbidden(format!("this token may not touch app {app:?}")));
@@ -235,11 +220,7 @@ mod tests {
     }
 
     #[test]
-    fn celery_routes_have_their_own_default_app() {
-        assert!(is_celery_path("/celery/results/t") && is_celery_path("/api/task/result/t"));
-        assert!(!is_celery_path("/results/x") && !is_celery_path("/celeryx"));
-        assert!(is_rigatoni_path("/rigatoni/locks") && !is_rigatoni_path("/rigatonix"));
-        assert!(is_write(&Method::PUT, "/rigatoni/resume-tokens/a"));
+    fn waiting_for_celery_results_is_a_read() {
         assert!(!is_write(&Method::POST, "/celery/results/wait"));
         assert!(is_write(&Method::PUT, "/celery/results/t"));
     }

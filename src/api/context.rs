@@ -14,6 +14,7 @@ use crate::domain::AppName;
 use crate::policy::{CompressionPolicy, TtlPolicy};
 use crate::store::Store;
 use crate::store::layout::celery::Celery;
+use crate::store::layout::omniq::OmniQ;
 
 struct Inner {
     store: Store,
@@ -26,6 +27,7 @@ struct Inner {
     metrics: Option<PrometheusHandle>,
     shutdown: CancellationToken,
     celery: BTreeMap<String, Celery>,
+    omniq: OmniQ,
 }
 
 /// What every handler shares: the store, the policies and the shutdown signal.
@@ -50,6 +52,7 @@ impl ApiContext {
                 auth: Authenticator::new(&settings.auth),
                 metrics: crate::telemetry::metrics_handle(),
                 celery: celery_layouts(&settings.celery),
+                omniq: crate::server::omniq_layout(&settings),
                 default_app,
                 store,
                 settings,
@@ -61,6 +64,22 @@ impl ApiContext {
     /// The Celery layout of an app (`celery.app` or a name in `celery.apps`).
     pub fn celery_layout(&self, app: &str) -> Option<&Celery> {
         self.inner.celery.get(app)
+    }
+
+    /// The path prefixes of other layouts' routes with the app token scopes give them.
+    pub fn layout_apps(&self) -> [(&'static str, &str); 4] {
+        let s = self.settings();
+        [
+            ("/celery/", s.celery.app.as_str()),
+            ("/api/task/", s.celery.app.as_str()),
+            ("/omniq/", s.omniq.app.as_str()),
+            ("/rigatoni/", s.rigatoni.app.as_str()),
+        ]
+    }
+
+    /// OmniQ's layout under the configured prefixes.
+    pub fn omniq_layout(&self) -> &OmniQ {
+        &self.inner.omniq
     }
 
     /// The store.

@@ -27,6 +27,7 @@ pub async fn metrics(State(ctx): State<ApiContext>) -> Result<Response, ApiError
         ));
     };
     crate::telemetry::record_gauges(ctx.wait_limiter().held(), ctx.store().changes().waiters());
+    crate::telemetry::record_channels(ctx.store().subscribed_channels());
     if let Some(tracking) = ctx.store().tracking() {
         crate::telemetry::record_cache(&tracking.cache().stats());
     }

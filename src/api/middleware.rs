@@ -111,12 +111,10 @@ pub async fn frame(State(ctx): State<ApiContext>, mut request: Request, next: Ne
 
 /// The bearer-token check, then the handler under its deadline.
 async fn checked(ctx: &ApiContext, request: Request, next: Next) -> Response {
-    if let Err(response) = ctx.authenticator().check(
-        &request,
-        ctx.default_app().as_str(),
-        &ctx.settings().celery.app,
-        &ctx.settings().rigatoni.app,
-    ) {
+    if let Err(response) = ctx
+        .authenticator()
+        .check(&request, ctx.default_app().as_str(), &ctx.layout_apps())
+    {
         return *response;
     }
     let limit = request_limit(ctx, &request);

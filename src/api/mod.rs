@@ -9,6 +9,7 @@ pub mod health;
 pub mod metadata;
 pub mod metrics;
 pub mod middleware;
+pub mod omniq;
 pub mod openapi;
 pub mod results;
 pub mod rigatoni;
@@ -56,6 +57,10 @@ pub fn router() -> OpenApiRouter<ApiContext> {
         .routes(routes!(celery::wait_for_celery_results))
         .routes(routes!(celery::get_celery_group, celery::put_celery_group))
         .routes(routes!(celery::flower_task_result))
+        .routes(routes!(omniq::get_omniq_result))
+        .routes(routes!(omniq::follow_omniq_result))
+        .routes(routes!(omniq::get_omniq_task))
+        .routes(routes!(omniq::list_omniq_events))
         .routes(routes!(rigatoni::list_resume_tokens))
         .routes(routes!(rigatoni::get_resume_token, rigatoni::put_resume_token))
         .routes(routes!(rigatoni::list_locks))

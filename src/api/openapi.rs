@@ -27,6 +27,7 @@ use crate::error::{ApiError, ErrorCode, PROBLEM_JSON, Problem};
         (name = "values", description = "Result values (gzip passed through)"),
         (name = "waiting", description = "Waiting for results without polling"),
         (name = "state", description = "Per-app state hashes"),
+        (name = "omniq", description = "OmniQ's Redis storage, read-only and experimental (`omniq.enabled`; the layout of legout/omniQ@acdec6d)"),
         (name = "celery", description = "Celery's Redis result backend: read, wait for and write Celery results (`celery.enabled`)"),
         (name = "rigatoni", description = "Rigatoni's Redis state store: read, wait for and (when `rigatoni.writable`) write resume tokens; read locks (`rigatoni.enabled`)"),
         (name = "operations", description = "Health and metrics"),

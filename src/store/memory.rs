@@ -21,6 +21,8 @@ enum Data {
     Hash(BTreeMap<String, Bytes>),
     Set(BTreeSet<Bytes>),
     String(Bytes),
+    /// Member → score.
+    Sorted(BTreeMap<Bytes, f64>),
 }
 
 struct Entry {
@@ -68,6 +70,7 @@ impl Keys {
         let empty = match self.map.get(key).map(|e| &e.data) {
             Some(Data::Hash(h)) => h.is_empty(),
             Some(Data::Set(s)) => s.is_empty(),
+            Some(Data::Sorted(z)) => z.is_empty(),
             Some(Data::String(_)) | None => false,
         };
         if empty {
@@ -171,7 +174,7 @@ fn snapshot(entry: &Entry, now: Instant) -> Option<HashSnapshot> {
             fields: h.iter().map(|(k, v)| (k.clone(), v.clone())).collect::<Fields>(),
             ttl_ms: remaining_ms(entry, now),
         }),
-        Data::Set(_) | Data::String(_) => None,
+        Data::Set(_) | Data::String(_) | Data::Sorted(_) => None,
     }
 }
 
@@ -543,6 +546,43 @@ impl ResultStore for MemoryStore {
         let _ = publish;
         self.notify([key]);
         Ok(SwapOutcome::Swapped)
+    }
+
+    async fn read_sorted(&self, key: &str, start: usize, count: usize) -> Result<Vec<Bytes>, StoreError> {
+        let now = Instant::now();
+        let mut keys = self.keys();
+        let Some(entry) = keys.live(key, now) else {
+            return Ok(Vec::new());
+        };
+        let Data::Sorted(z) = &entry.data else {
+            return Err(StoreError::Backend(format!("{key} is not a sorted set")));
+        };
+        let mut ranked: Vec<(&Bytes, f64)> = z.iter().map(|(m, s)| (m, *s)).collect();
+        ranked.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(b.0)));
+        Ok(ranked
+            .into_iter()
+            .skip(start)
+            .take(count)
+            .map(|(m, _)| m.clone())
+            .collect())
+    }
+
+    async fn add_sorted(&self, key: &str, score: f64, member: &Bytes) -> Result<(), StoreError> {
+        let now = Instant::now();
+        {
+            let mut keys = self.keys();
+            keys.live(key, now);
+            let entry = keys.map.entry(key.to_owned()).or_insert_with(|| Entry {
+                data: Data::Sorted(BTreeMap::new()),
+                expires_at: None,
+            });
+            let Data::Sorted(z) = &mut entry.data else {
+                return Err(StoreError::Backend(format!("{key} is not a sorted set")));
+            };
+            z.insert(member.clone(), score);
+        }
+        self.notify([key]);
+        Ok(())
     }
 
     fn changes(&self) -> &ChangeHub {

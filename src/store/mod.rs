@@ -19,6 +19,7 @@ pub mod codec;
 pub mod keys;
 pub mod layout;
 pub mod memory;
+pub mod omniq;
 pub mod redis;
 pub mod results;
 pub mod rigatoni;
@@ -329,6 +330,18 @@ pub trait ResultStore: Send + Sync {
         publish: bool,
     ) -> impl Future<Output = Result<SwapOutcome, StoreError>> + Send;
 
+    /// Members of a sorted set by rank, lowest score first (ties by member), from `start`, at
+    /// most `count` (`ZRANGE key start stop`).
+    fn read_sorted(
+        &self,
+        key: &str,
+        start: usize,
+        count: usize,
+    ) -> impl Future<Output = Result<Vec<Bytes>, StoreError>> + Send;
+
+    /// Adds or moves `member` in a sorted set with `score` (`ZADD`).
+    fn add_sorted(&self, key: &str, score: f64, member: &Bytes) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Where waiters register for changes of keys.
     fn changes(&self) -> &ChangeHub;
 }
@@ -474,6 +487,18 @@ impl ResultStore for Store {
         .await;
         self.invalidate([key]);
         outcome
+    }
+    async fn read_sorted(&self, key: &str, start: usize, count: usize) -> Result<Vec<Bytes>, StoreError> {
+        instrumented("read_sorted", async {
+            dispatch!(self, s => s.read_sorted(key, start, count))
+        })
+        .await
+    }
+    async fn add_sorted(&self, key: &str, score: f64, member: &Bytes) -> Result<(), StoreError> {
+        instrumented("add_sorted", async {
+            dispatch!(self, s => s.add_sorted(key, score, member))
+        })
+        .await
     }
     fn changes(&self) -> &ChangeHub {
         match self {

@@ -409,3 +409,37 @@ async fn celery_routes_are_scoped_by_their_celery_app() {
         .await;
     assert_eq!(r.status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn omniq_routes_are_scoped_by_the_omniq_app() {
+    let mut settings = test_settings();
+    settings.omniq.enabled = true;
+    settings.auth.tokens = vec![
+        token("omniq-reader", &["omniq"], TokenScope::Read),
+        token("test-writer", &["test"], TokenScope::Write),
+    ];
+    let app = TestApp::with_settings(Kind::Memory, settings).await;
+    let get = |secret: &'static str| {
+        let app = &app;
+        async move {
+            app.call(
+                Method::GET,
+                "/omniq/results/t-1",
+                None,
+                &[("authorization", &bearer(secret))],
+            )
+            .await
+            .status
+        }
+    };
+    assert_eq!(
+        get("omniq-reader").await,
+        StatusCode::NOT_FOUND,
+        "allowed: no such result"
+    );
+    assert_eq!(
+        get("test-writer").await,
+        StatusCode::FORBIDDEN,
+        "the default app does not cover OmniQ"
+    );
+}

@@ -448,7 +448,24 @@ async fn swaps_wake_the_waiters_of_their_channel(kind: Kind) {
     );
 }
 
+async fn sorted_sets_read_by_rank(kind: Kind) {
+    let t = store(kind).await;
+    let s = &t.store;
+    assert!(s.read_sorted("c.z", 0, 10).await.unwrap().is_empty());
+    for (score, member) in [(3.0, "c"), (1.0, "a"), (2.0, "b"), (2.0, "ab")] {
+        s.add_sorted("c.z", score, &Bytes::from(member)).await.unwrap();
+    }
+    let all = s.read_sorted("c.z", 0, 10).await.unwrap();
+    assert_eq!(all, ["a", "ab", "b", "c"].map(Bytes::from));
+    assert_eq!(s.read_sorted("c.z", 1, 2).await.unwrap(), ["ab", "b"].map(Bytes::from));
+    assert!(s.read_sorted("c.z", 4, 2).await.unwrap().is_empty());
+    // Moving a member re-ranks it.
+    s.add_sorted("c.z", 0.5, &Bytes::from_static(b"c")).await.unwrap();
+    assert_eq!(s.read_sorted("c.z", 0, 1).await.unwrap(), [Bytes::from_static(b"c")]);
+}
+
 on_all_stores!(
+    sorted_sets_read_by_rank,
     strings_are_swapped_only_over_what_was_read,
     a_key_of_another_type_is_no_string,
     swaps_wake_the_waiters_of_their_channel,

@@ -25,6 +25,10 @@ async fn metrics_count_requests_by_route_template(kind: Kind) {
     assert!(text.contains("resultd_http_request_duration_seconds_bucket"));
     assert!(text.contains(r#"resultd_store_call_duration_seconds_bucket{op="read_hash""#));
     assert!(text.contains("resultd_waiters "));
+    assert!(
+        text.contains("resultd_celery_channels 0"),
+        "the channel gauge is there from the start"
+    );
     assert!(text.contains("resultd_change_watches "));
     assert!(text.contains("resultd_keyspace_notifications_total "));
     assert!(text.contains("# HELP resultd_http_requests_total"), "{text}");

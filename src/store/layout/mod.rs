@@ -7,11 +7,13 @@
 //! | layout | keys | value | wakes a waiter | TTL |
 //! |---|---|---|---|---|
 //! | [`mognet`] | `{app}.mognet.result.{id}` (+ `/value`, `/metadata`, `/children`) | hashes of JSON cells | keyspace notifications (`K h g x`) | refreshed on read |
+//! | [`omniq`] (experimental) | `omniq:results:result:{id}`, `omniq:tasks:task:{id}`, `omniq:events:…` | msgspec JSON strings | keyspace `set` events (`$`) | none unless the writer sets one; never by a read |
 //! | [`celery`] | `{prefix}celery-task-meta-{id}`, `{prefix}celery-taskset-meta-{gid}` | one kombu JSON string | the writer's `PUBLISH` on the key's name | set by every write, never by a read |
 //! | [`rigatoni`] | `{prefix}resume_token:{name}` (name opaque), `{prefix}lock:{name}` | one raw BSON document; the lock owner's id | keyspace `set` events (`K $ g x`) | set by every write, never by a read |
 
 pub mod celery;
 pub mod mognet;
+pub mod omniq;
 pub mod rigatoni;
 
 /// A keyspace subscription a layout needs: the glob after `__keyspace@{db}__:` and the event
@@ -20,7 +22,8 @@ pub mod rigatoni;
 pub struct KeyspaceWatch {
     /// The key glob, e.g. `*.mognet.*`.
     pub glob: String,
-    /// `notify-keyspace-events` classes besides `K`, e.g. `hgx`.
+    /// `notify-keyspace-events` classes besides `K`, e.g. `hgx`; empty: the keys are polled
+    /// every `redis.poll_interval_ms` instead.
     pub classes: &'static str,
 }
 

@@ -22,6 +22,9 @@ pub(super) struct Feed {
     pub(super) patterns: Vec<String>,
     /// The event classes those layouts need (`notify-keyspace-events` letters besides `K`).
     pub(super) classes: String,
+    /// Key prefixes of layouts served without notifications: their waited keys are polled
+    /// even while notifications are on.
+    pub(super) polled: Vec<String>,
     /// The database whose events count (always 0 on a Cluster).
     pub(super) db: u8,
     /// Whether resultd may turn notifications on with `CONFIG SET`.
@@ -205,7 +208,8 @@ impl RedisStore {
         });
     }
 
-    /// The poller runs always but only works while notifications are off.
+    /// The poller runs always but only works while notifications are off, or for the keys of
+    /// layouts served without them.
     fn spawn_poller(&self) {
         let weak = Arc::downgrade(&self.inner);
         let period = self.inner.feed.poll_interval;
@@ -215,11 +219,16 @@ impl RedisStore {
             loop {
                 tick.tick().await;
                 let Some(inner) = weak.upgrade() else { break };
-                if inner.notifications.load(Ordering::Relaxed) {
+                let notified = inner.notifications.load(Ordering::Relaxed);
+                if notified && inner.feed.polled.is_empty() {
                     seen.clear();
                     continue;
                 }
-                let keys = inner.changes.watched_keys();
+                let mut keys = inner.changes.watched_keys();
+                if notified {
+                    // Notifications wake the other keys; only layouts without them are polled.
+                    keys.retain(|k| inner.feed.polled.iter().any(|p| k.starts_with(p.as_str())));
+                }
                 if keys.is_empty() {
                     seen.clear();
                     continue;

@@ -86,7 +86,8 @@ impl RedisStore {
     }
 
     /// [`RedisStore::connect`], with keyspace subscriptions for other layouts beside mognet's
-    /// (their globs subscribed and their event classes turned on with mognet's).
+    /// (their globs subscribed and their event classes turned on with mognet's); a watch with
+    /// no classes is polled instead.
     pub async fn connect_watching(
         url: &str,
         settings: &RedisSettings,
@@ -131,7 +132,12 @@ impl RedisStore {
             timeouts,
             feed: Feed {
                 patterns: std::iter::once(Mognet.keyspace_glob().unwrap_or("*"))
-                    .chain(watches.iter().map(|w| w.glob.as_str()))
+                    .chain(
+                        watches
+                            .iter()
+                            .filter(|w| !w.classes.is_empty())
+                            .map(|w| w.glob.as_str()),
+                    )
                     .map(|glob| format!("__keyspace@{db}__:{glob}"))
                     .collect(),
                 classes: {
@@ -143,6 +149,11 @@ impl RedisStore {
                     }
                     classes
                 },
+                polled: watches
+                    .iter()
+                    .filter(|w| w.classes.is_empty())
+                    .map(|w| w.glob.trim_end_matches('*').to_owned())
+                    .collect(),
                 db,
                 configure: settings.configure_notifications,
                 poll_interval: Duration::from_millis(settings.poll_interval_ms),
@@ -595,6 +606,29 @@ impl ResultStore for RedisStore {
             })),
             _ => Err(StoreError::Backend("unexpected swap reply".to_owned())),
         }
+    }
+
+    async fn read_sorted(&self, key: &str, start: usize, count: usize) -> Result<Vec<Bytes>, StoreError> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let start = i64::try_from(start).unwrap_or(i64::MAX);
+        let stop = start.saturating_add(i64::try_from(count).unwrap_or(i64::MAX) - 1);
+        let members: Vec<Value> = self
+            .client()
+            .zrange(key, start, stop, None, false, None, false)
+            .await
+            .map_err(|e| map_err(&e))?;
+        Ok(members.into_iter().map(bytes_of).collect())
+    }
+
+    async fn add_sorted(&self, key: &str, score: f64, member: &Bytes) -> Result<(), StoreError> {
+        let _: Value = self
+            .client()
+            .zadd(key, None, None, false, false, (score, member.clone()))
+            .await
+            .map_err(|e| map_err(&e))?;
+        Ok(())
     }
 
     fn changes(&self) -> &ChangeHub {
