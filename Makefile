@@ -1,5 +1,5 @@
 # The single source of commands: README, CI and developers all go through these targets.
-.PHONY: run test lint fmt openapi ci redis interop-venv celery-venv omniq-venv clients chromium rigatoni-writer bench bench-wait bench-celery build fuzz-api soak
+.PHONY: run test lint fmt openapi ci redis interop-venv celery-venv omniq-venv clients chromium rigatoni-writer bench bench-wait bench-celery bench-layouts build fuzz-api soak
 
 CARGO ?= cargo
 
@@ -83,6 +83,11 @@ bench: redis
 ## Long-poll figures: wake latency, Redis commands per idle waiter, RSS per held wait (docs/performance.md).
 bench-wait: redis
 	bench/wait.sh
+
+## Wake latency of an HTTP long poll per layout (mognet, Celery, OmniQ, Rigatoni; p50/p99 over
+## BENCH_WAITS, 200, each) after a foreign write made as each layout's own writer makes it.
+bench-layouts: redis
+	bench/layouts.sh
 
 ## Wake latency of an HTTP long poll on a real Celery worker against AsyncResult.get() in the same run
 ## (p50/p99 over BENCH_CELERY_TASKS, 200), and the Celery channels left subscribed after it.
