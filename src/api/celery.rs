@@ -5,7 +5,7 @@
 //! re-read the key on every message (a message is only a hint); writes go through the store's
 //! compare-and-set, so a stored SUCCESS stays final however many writers race.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -24,7 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ClientAddr, JsonBody, Path, Query, none_match};
 use super::middleware::RequestId;
-use super::wait::{Probe, WaitEnd, WaitSlot, wait_request, wait_until};
+use super::wait::{Probe, WaitEnd, WaitSlot, wait_for_many, wait_request, wait_until};
 use super::waiting::WaitMode;
 use crate::api::ApiContext;
 use crate::domain::ResultState;
@@ -601,70 +601,19 @@ pub async fn wait_for_celery_results(
     }
     let keys: Vec<String> = ids.iter().map(|id| layout.task_key(id)).collect();
     let (_slot, _hold, watches) = watch_channels(&ctx, client, &keys).await?;
-    let readings = hold_multi_wait(&ctx, layout, &ids, watches, timeout, mode).await?;
+    let readings = wait_for_many(
+        &ctx,
+        watches,
+        timeout,
+        |indices: Vec<usize>| {
+            let subset: Vec<TaskId> = indices.iter().map(|&i| ids[i].clone()).collect();
+            let ctx = &ctx;
+            async move { read_tasks(ctx, layout, &subset).await }
+        },
+        |readings: &[Reading]| wait_satisfied(readings, mode),
+    )
+    .await?;
     Ok(Json(wait_outcome(app, &ids, &readings, mode)))
-}
-
-/// Holds a multi-wait until its condition is met, re-reading only the ids whose channels
-/// spoke; as with single waits, only a failing first reading answers 503.
-async fn hold_multi_wait(
-    ctx: &ApiContext,
-    layout: &Celery,
-    ids: &[TaskId],
-    watches: Vec<KeyWatch>,
-    timeout: Duration,
-    mode: WaitMode,
-) -> Result<Vec<Reading>, ApiError> {
-    use futures::{FutureExt, StreamExt};
-    let deadline = Instant::now() + timeout;
-    let shutdown = ctx.shutdown_token();
-    let retry = Duration::from_millis(ctx.settings().redis.poll_interval_ms.clamp(50, 1000));
-    let mut changes = futures::stream::select_all(watches.into_iter().enumerate().map(|(index, watch)| {
-        futures::stream::unfold(watch, move |mut watch| async move {
-            watch.changed().await;
-            Some((index, watch))
-        })
-        .boxed()
-    }));
-    let mut readings = read_tasks(ctx, layout, ids).await?;
-    let mut stale: BTreeSet<usize> = BTreeSet::new();
-    loop {
-        if stale.is_empty() && wait_satisfied(&readings, mode) {
-            break;
-        }
-        let retry_sleep = async {
-            if stale.is_empty() {
-                std::future::pending::<()>().await;
-            } else {
-                tokio::time::sleep(retry).await;
-            }
-        };
-        tokio::select! {
-            Some(index) = changes.next() => {
-                stale.insert(index);
-                while let Some(Some(index)) = changes.next().now_or_never() {
-                    stale.insert(index);
-                }
-            }
-            () = retry_sleep => {}
-            () = tokio::time::sleep_until(deadline) => break,
-            () = shutdown.cancelled() => break,
-        }
-        let changed: Vec<TaskId> = stale.iter().map(|&i| ids[i].clone()).collect();
-        match read_tasks(ctx, layout, &changed).await {
-            Ok(fresh) => {
-                for (index, reading) in stale.iter().zip(fresh) {
-                    readings[*index] = reading;
-                }
-                stale.clear();
-            }
-            Err(e) if e.code() == ErrorCode::StoreUnavailable => {
-                tracing::debug!(error = %e, "a Celery multi-wait's re-read failed; retrying until the deadline");
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(readings)
 }
 
 /// One Server-Sent Event of `GET /celery/results/{task_id}/events`.

@@ -258,6 +258,78 @@ where
     Ok(last.map_or(WaitEnd::Missing, WaitEnd::Done))
 }
 
+/// Holds a wait on many resources until `satisfied` holds, the deadline passes or the server
+/// shuts down; answers the last readings.
+///
+/// `read` reads the resources at the given indices (all of them first, then only those whose
+/// watch fired: one write costs a waiter one small read, not a read of everything it waits
+/// on). `watches[i]` is the watch of resource `i`, taken before the first read. As with single
+/// waits, only a failing first reading answers 503; later outages are retried every
+/// `redis.poll_interval_ms` until the deadline.
+pub async fn wait_for_many<T, R, Fut>(
+    ctx: &ApiContext,
+    watches: Vec<KeyWatch>,
+    timeout: Duration,
+    mut read: R,
+    satisfied: impl Fn(&[T]) -> bool,
+) -> Result<Vec<T>, ApiError>
+where
+    R: FnMut(Vec<usize>) -> Fut,
+    Fut: Future<Output = Result<Vec<T>, ApiError>>,
+{
+    use futures::{FutureExt, StreamExt};
+    let deadline = Instant::now() + timeout;
+    let shutdown = ctx.shutdown_token();
+    let retry = Duration::from_millis(ctx.settings().redis.poll_interval_ms.clamp(50, 1000));
+    let count = watches.len();
+    let mut changes = futures::stream::select_all(watches.into_iter().enumerate().map(|(index, watch)| {
+        futures::stream::unfold(watch, move |mut watch| async move {
+            watch.changed().await;
+            Some((index, watch))
+        })
+        .boxed()
+    }));
+    let mut readings = read((0..count).collect()).await?;
+    let mut stale: std::collections::BTreeSet<usize> = std::collections::BTreeSet::new();
+    loop {
+        if stale.is_empty() && satisfied(&readings) {
+            break;
+        }
+        let retry_sleep = async {
+            if stale.is_empty() {
+                std::future::pending::<()>().await;
+            } else {
+                tokio::time::sleep(retry).await;
+            }
+        };
+        tokio::select! {
+            Some(index) = changes.next() => {
+                stale.insert(index);
+                // Every change already signalled joins the same re-read.
+                while let Some(Some(index)) = changes.next().now_or_never() {
+                    stale.insert(index);
+                }
+            }
+            () = retry_sleep => {}
+            () = tokio::time::sleep_until(deadline) => break,
+            () = shutdown.cancelled() => break,
+        }
+        match read(stale.iter().copied().collect()).await {
+            Ok(fresh) => {
+                for (index, reading) in stale.iter().zip(fresh) {
+                    readings[*index] = reading;
+                }
+                stale.clear();
+            }
+            Err(e) if e.code() == ErrorCode::StoreUnavailable => {
+                tracing::debug!(error = %e, "a multi-wait's re-read failed; retrying until the deadline");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(readings)
+}
+
 /// Registers a waiter on `key` after taking a slot; the slot is freed with the returned guard.
 pub fn watch_key(
     ctx: &ApiContext,

@@ -3,7 +3,7 @@
 //! `POST /results/wait` waits on many results at once; `GET /results/{id}/events` follows one as
 //! a stream. Both use the same watch-then-read loop as the single-result long-poll (`wait.rs`).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 
 use super::extract::{ClientAddr, JsonBody, Path, Query, app_name, result_id};
 use super::results::{AppParam, ResultBody, not_found};
-use super::wait::watch_key;
+use super::wait::{wait_for_many, watch_key};
 use crate::api::ApiContext;
 use crate::api::middleware::RequestId;
 use crate::domain::{AppName, ResultId};
@@ -185,8 +185,19 @@ pub async fn wait_for_results(
     }
     let record_keys: Vec<String> = ids.iter().map(|id| keys::result(&app, id)).collect();
     let (_slot, watches) = watch_key(&ctx, client, &record_keys)?;
-    let out = hold_multi_wait(&ctx, &app, &ids, watches, timeout, mode).await?;
-    Ok(Json(out))
+    let views = wait_for_many(
+        &ctx,
+        watches,
+        timeout,
+        |indices: Vec<usize>| {
+            let subset: Vec<ResultId> = indices.iter().map(|&i| ids[i]).collect();
+            let (ctx, app) = (&ctx, &app);
+            async move { read_all(ctx, app, &subset).await }
+        },
+        |views: &[Option<ResultView>]| satisfied(views, mode),
+    )
+    .await?;
+    Ok(Json(outcome(&app, &ids, &views, mode)))
 }
 
 /// Whether the readings meet the mode's condition.
@@ -196,74 +207,6 @@ fn satisfied(views: &[Option<ResultView>], mode: WaitMode) -> bool {
         WaitMode::Any => views.iter().any(done),
         WaitMode::All => views.iter().all(done),
     }
-}
-
-/// Holds a multi-wait until its condition is met, the deadline passes or the server shuts down.
-///
-/// A change re-reads only the ids whose keys changed (all of them after a reconnect, which
-/// notifies every key), so one write costs each waiter one small read, not a read of all its
-/// ids. As with single waits, only a failing first reading answers 503; later outages are
-/// retried every `redis.poll_interval_ms` until the deadline.
-async fn hold_multi_wait(
-    ctx: &ApiContext,
-    app: &AppName,
-    ids: &[ResultId],
-    watches: Vec<crate::store::KeyWatch>,
-    timeout: Duration,
-    mode: WaitMode,
-) -> Result<WaitOutcome, ApiError> {
-    use futures::{FutureExt, StreamExt};
-    let deadline = Instant::now() + timeout;
-    let shutdown = ctx.shutdown_token();
-    let retry = Duration::from_millis(ctx.settings().redis.poll_interval_ms.clamp(50, 1000));
-    // Watches are taken before the first reading, so no change in between is missed.
-    let mut changes = futures::stream::select_all(watches.into_iter().enumerate().map(|(index, watch)| {
-        futures::stream::unfold(watch, move |mut watch| async move {
-            watch.changed().await;
-            Some((index, watch))
-        })
-        .boxed()
-    }));
-    let mut views = read_all(ctx, app, ids).await?;
-    let mut stale: BTreeSet<usize> = BTreeSet::new();
-    loop {
-        if stale.is_empty() && satisfied(&views, mode) {
-            break;
-        }
-        let retry_sleep = async {
-            if stale.is_empty() {
-                std::future::pending::<()>().await;
-            } else {
-                tokio::time::sleep(retry).await;
-            }
-        };
-        tokio::select! {
-            Some(index) = changes.next() => {
-                stale.insert(index);
-                // Every change already signalled joins the same re-read.
-                while let Some(Some(index)) = changes.next().now_or_never() {
-                    stale.insert(index);
-                }
-            }
-            () = retry_sleep => {}
-            () = tokio::time::sleep_until(deadline) => break,
-            () = shutdown.cancelled() => break,
-        }
-        let changed: Vec<ResultId> = stale.iter().map(|&i| ids[i]).collect();
-        match read_all(ctx, app, &changed).await {
-            Ok(fresh) => {
-                for (index, view) in stale.iter().zip(fresh) {
-                    views[*index] = view;
-                }
-                stale.clear();
-            }
-            Err(e) if e.code() == ErrorCode::StoreUnavailable => {
-                tracing::debug!(error = %e, "a multi-wait's re-read failed; retrying until the deadline");
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(outcome(app, ids, &views, mode))
 }
 
 struct Follow {
