@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ClientAddr, JsonBody, Path, Query, none_match};
+use super::extract::{ClientAddr, JsonBody, Path, Query, none_match, with_etag};
 use super::middleware::RequestId;
 use super::wait::{Probe, WaitEnd, WaitSlot, wait_for_many, wait_request, wait_until};
 use super::waiting::WaitMode;
@@ -347,13 +347,6 @@ async fn watch_channels(
     Ok((slot, hold, watches))
 }
 
-fn with_etag(mut response: Response, etag: &str) -> Response {
-    if let Ok(v) = HeaderValue::from_str(etag) {
-        response.headers_mut().insert(header::ETAG, v);
-    }
-    response
-}
-
 fn record_response(status: StatusCode, app: &str, id: &TaskId, view: &TaskView) -> Response {
     with_etag(
         (status, Json(CeleryResultBody::new(app, id.as_str(), view))).into_response(),
@@ -416,13 +409,7 @@ pub async fn get_celery_result(
             .ok_or_else(|| not_found(app, &id))?,
         Some(wait) => match wait_ready(&ctx, client, layout, &id, wait.duration).await? {
             WaitEnd::Done(v) => {
-                let mut response = record_response(StatusCode::OK, app, &id, &v);
-                if wait.from_prefer
-                    && let Ok(h) = HeaderValue::from_str(&wait.preference_applied())
-                {
-                    response.headers_mut().insert("preference-applied", h);
-                }
-                return Ok(response);
+                return Ok(wait.applied_to(record_response(StatusCode::OK, app, &id, &v)));
             }
             WaitEnd::Missing => return Err(not_found(app, &id)),
         },

@@ -159,6 +159,14 @@ pub fn parse_json_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     parse_json(bytes)
 }
 
+/// Sets the answer's `ETag`.
+pub fn with_etag(mut response: axum::response::Response, etag: &str) -> axum::response::Response {
+    if let Ok(v) = axum::http::HeaderValue::from_str(etag) {
+        response.headers_mut().insert(axum::http::header::ETAG, v);
+    }
+    response
+}
+
 /// Whether a media type is JSON (`application/json` or any `+json`).
 pub fn is_json_media_type(value: &str) -> bool {
     let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();

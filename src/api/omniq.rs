@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
@@ -20,7 +20,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ClientAddr, Path, Query, none_match};
+use super::extract::{ClientAddr, Path, Query, none_match, with_etag};
 use super::middleware::RequestId;
 use super::wait::{Probe, WaitEnd, WaitSlot, wait_request, wait_until, watch_key};
 use crate::api::ApiContext;
@@ -234,13 +234,6 @@ fn not_found(id: &TaskId) -> ApiError {
     ApiError::new(ErrorCode::ResultNotFound, format!("no OmniQ result or task {id}"))
 }
 
-fn with_etag(mut response: Response, etag: &str) -> Response {
-    if let Ok(v) = HeaderValue::from_str(etag) {
-        response.headers_mut().insert(header::ETAG, v);
-    }
-    response
-}
-
 async fn wait_done(
     ctx: &ApiContext,
     client: Option<IpAddr>,
@@ -294,13 +287,7 @@ pub async fn get_omniq_result(
             .ok_or_else(|| not_found(&id))?,
         Some(wait) => match wait_done(&ctx, client, layout, &id, wait.duration).await? {
             WaitEnd::Done(v) => {
-                let mut response = with_etag(Json(OmniqResultBody::new(&id, &v)).into_response(), &v.etag);
-                if wait.from_prefer
-                    && let Ok(h) = HeaderValue::from_str(&wait.preference_applied())
-                {
-                    response.headers_mut().insert("preference-applied", h);
-                }
-                return Ok(response);
+                return Ok(wait.applied_to(with_etag(Json(OmniqResultBody::new(&id, &v)).into_response(), &v.etag)));
             }
             WaitEnd::Missing => return Err(not_found(&id)),
         },

@@ -439,13 +439,7 @@ pub async fn get_result(
             .await?;
             match end {
                 WaitEnd::Done(v) => {
-                    let mut response = record_response(StatusCode::OK, &app, &v);
-                    if wait.from_prefer
-                        && let Ok(h) = HeaderValue::from_str(&wait.preference_applied())
-                    {
-                        response.headers_mut().insert("preference-applied", h);
-                    }
-                    return Ok(response);
+                    return Ok(wait.applied_to(record_response(StatusCode::OK, &app, &v)));
                 }
                 WaitEnd::Missing => return Err(not_found(&app, &id)),
             }

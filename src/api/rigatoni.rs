@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{ClientAddr, Path, Query, if_none_match, matches_any, read_body, strong_etag_list};
+use super::extract::{ClientAddr, Path, Query, if_none_match, matches_any, read_body, strong_etag_list, with_etag};
 use super::wait::{Probe, WaitEnd, wait_request, wait_until, watch_key};
 use crate::api::ApiContext;
 use crate::error::{ApiError, ErrorCode, Problem};
@@ -176,13 +176,6 @@ fn not_found(name: &str) -> ApiError {
     ApiError::new(ErrorCode::TokenNotFound, format!("no Rigatoni resume token {name:?}"))
 }
 
-fn with_etag(mut response: Response, etag: &str) -> Response {
-    if let Ok(v) = HeaderValue::from_str(etag) {
-        response.headers_mut().insert(header::ETAG, v);
-    }
-    response
-}
-
 /// Whether the request asks for raw BSON (`Accept` names `application/bson`).
 fn wants_bson(headers: &HeaderMap) -> bool {
     headers.get_all(header::ACCEPT).iter().any(|v| {
@@ -339,17 +332,15 @@ pub async fn get_resume_token(
             WaitEnd::Missing => return Err(not_found(&name)),
         },
     };
-    let mut response = if matches_any(&seen, &view.etag) {
+    let response = if matches_any(&seen, &view.etag) {
         with_etag(StatusCode::NOT_MODIFIED.into_response(), &view.etag)
     } else {
         token_response(StatusCode::OK, &layout, &name, &view, wants_bson(&headers))?
     };
-    if let Some(wait) = wait.filter(|w| w.from_prefer)
-        && let Ok(h) = HeaderValue::from_str(&wait.preference_applied())
-    {
-        response.headers_mut().insert("preference-applied", h);
-    }
-    Ok(response)
+    Ok(match wait {
+        Some(wait) => wait.applied_to(response),
+        None => response,
+    })
 }
 
 fn path_name(path: Result<Path<String>, ApiError>) -> Result<String, ApiError> {

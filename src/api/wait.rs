@@ -56,6 +56,16 @@ impl WaitRequest {
     pub fn preference_applied(&self) -> String {
         format!("wait={}", self.duration.as_secs())
     }
+
+    /// Adds `Preference-Applied` to the answer of this wait when it came from `Prefer`.
+    pub fn applied_to(&self, mut response: axum::response::Response) -> axum::response::Response {
+        if self.from_prefer
+            && let Ok(h) = axum::http::HeaderValue::from_str(&self.preference_applied())
+        {
+            response.headers_mut().insert("preference-applied", h);
+        }
+        response
+    }
 }
 
 /// Reads `?wait=` (seconds, fractions allowed) or `Prefer: wait=` from a request.
