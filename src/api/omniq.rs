@@ -168,8 +168,8 @@ pub struct OmniqEventsParams {
     /// Only this task's events.
     #[param(pattern = "^[A-Za-z0-9_.:-]{1,255}$")]
     pub task_id: Option<String>,
-    /// The `next_cursor` of the previous page; absent for the first page.
-    #[param(pattern = "^[0-9]{1,19}$")]
+    /// The `next_cursor` of the previous page; absent or empty for the first page.
+    #[param(pattern = "^[0-9]{0,19}$")]
     pub cursor: Option<String>,
     /// Most events on the page: 1 to 1000, default 100.
     #[param(minimum = 1, maximum = 1000)]
