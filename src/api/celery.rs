@@ -24,7 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{ClientAddr, JsonBody, Path, Query, none_match, with_etag};
 use super::middleware::RequestId;
-use super::wait::{Probe, WaitEnd, WaitSlot, wait_for_many, wait_request, wait_until};
+use super::wait::{Probe, WaitEnd, WaitSlot, timeout_seconds, wait_for_many, wait_request, wait_until};
 use super::waiting::WaitMode;
 use crate::api::ApiContext;
 use crate::domain::ResultState;
@@ -574,13 +574,7 @@ pub async fn wait_for_celery_results(
             ids.push(id);
         }
     }
-    let timeout = match input.timeout {
-        Some(t) if !t.is_finite() || t < 0.0 => {
-            return Err(invalid_body("timeout must be a number of seconds ≥ 0"));
-        }
-        Some(t) => Duration::from_secs_f64(t.min(ctx.settings().wait.max_seconds as f64)),
-        None => Duration::ZERO,
-    };
+    let timeout = timeout_seconds(&ctx, input.timeout, ErrorCode::InvalidBody)?;
     let mode = input.mode;
     if timeout.is_zero() {
         let readings = read_tasks(&ctx, layout, &ids).await?;
@@ -1039,16 +1033,7 @@ pub async fn flower_task_result(
 ) -> Result<Json<FlowerResult>, ApiError> {
     let (_, layout) = layout_for(&ctx, params.app.as_deref())?;
     let id = task_id(&raw_id)?;
-    let timeout = match params.timeout {
-        Some(t) if !t.is_finite() || t < 0.0 => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidQuery,
-                "timeout must be a number of seconds ≥ 0",
-            ));
-        }
-        Some(t) => Duration::from_secs_f64(t.min(ctx.settings().wait.max_seconds as f64)),
-        None => Duration::ZERO,
-    };
+    let timeout = timeout_seconds(&ctx, params.timeout, ErrorCode::InvalidQuery)?;
     let view = if timeout.is_zero() {
         service::get(ctx.store(), layout, &id, max_inflated(&ctx)).await?
     } else {

@@ -111,6 +111,16 @@ pub fn wait_request(
     Ok(None)
 }
 
+/// A `timeout` in seconds (a multi-wait's body, Flower's query): absent is no wait, the rest is
+/// clamped to `wait.max_seconds`; a negative or non-finite one is refused with `code`.
+pub fn timeout_seconds(ctx: &ApiContext, timeout: Option<f64>, code: ErrorCode) -> Result<Duration, ApiError> {
+    match timeout {
+        Some(t) if !t.is_finite() || t < 0.0 => Err(ApiError::new(code, "timeout must be a number of seconds ≥ 0")),
+        Some(t) => Ok(Duration::from_secs_f64(t.min(ctx.settings().wait.max_seconds as f64))),
+        None => Ok(Duration::ZERO),
+    }
+}
+
 /// Caps on held waits, global and per client address, and on the ids one client watches.
 #[derive(Default)]
 pub struct WaitLimiter {

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 
 use super::extract::{ClientAddr, JsonBody, Path, Query, app_name, result_id};
 use super::results::{AppParam, ResultBody, not_found};
-use super::wait::{wait_for_many, watch_key};
+use super::wait::{timeout_seconds, wait_for_many, watch_key};
 use crate::api::ApiContext;
 use crate::api::middleware::RequestId;
 use crate::domain::{AppName, ResultId};
@@ -168,16 +168,7 @@ pub async fn wait_for_results(
             ids.push(id);
         }
     }
-    let timeout = match input.timeout {
-        Some(t) if !t.is_finite() || t < 0.0 => {
-            return Err(ApiError::new(
-                ErrorCode::InvalidBody,
-                "timeout must be a number of seconds ≥ 0",
-            ));
-        }
-        Some(t) => Duration::from_secs_f64(t.min(ctx.settings().wait.max_seconds as f64)),
-        None => Duration::ZERO,
-    };
+    let timeout = timeout_seconds(&ctx, input.timeout, ErrorCode::InvalidBody)?;
     let mode = input.mode;
     if timeout.is_zero() {
         let views = read_all(&ctx, &app, &ids).await?;
