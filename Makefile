@@ -1,5 +1,5 @@
 # The single source of commands: README, CI and developers all go through these targets.
-.PHONY: run test lint fmt openapi ci redis interop-venv celery-venv omniq-venv clients chromium rigatoni-writer bench bench-wait bench-celery bench-layouts build fuzz-api soak
+.PHONY: run test lint fmt openapi ci redis interop-venv celery-venv omniq-venv clients chromium rigatoni-writer bench bench-wait bench-celery bench-layouts profile build fuzz-api soak
 
 CARGO ?= cargo
 
@@ -79,6 +79,10 @@ soak: redis
 ## docs/performance.md. BENCH_ROUNDS (3), BENCH_DURATION (10 s per run), BENCH_SCENARIOS ("hash value put put_spread").
 bench: redis
 	bench/run.sh
+
+## Where resultd's CPU goes in one scenario: perf over a wrk load (PROFILE_SCENARIO=hot; bench/profile.sh).
+profile: redis
+	bench/profile.sh
 
 ## Long-poll figures: wake latency, Redis commands per idle waiter, RSS per held wait (docs/performance.md).
 bench-wait: redis

@@ -588,6 +588,7 @@ def main() -> int:
     p.add_argument("--pin-gen", default="", help="run wrk under taskset -c CPUS")
     p.add_argument("--suspect-cpu", type=int, default=15, help="flag runs whose 'other' CPU%% exceeds this")
     p.add_argument("--out", default="")
+    p.add_argument("--profile-pid", type=int, default=0, help="run each scenario once under `perf record -g -p PID`")
     a = p.parse_args()
 
     scenarios = [ALIASES.get(s, s) for s in a.scenarios.split()]
@@ -639,6 +640,8 @@ def main() -> int:
         f"planned≈{planned // 60}m{planned % 60:02d}s out={a.out}"
     )
     runner = Runner(a, a.redis_pid)
+    if a.profile_pid:
+        return profile(runner, live[0], scenarios, a)
     runs: list[Run] = []
     print(TSV_HEADER)
     with open(Path(a.out) / "results.tsv", "w") as f:
@@ -672,6 +675,32 @@ def main() -> int:
             print(f"#   {r.scenario} {r.size} {r.target} round {r.round}: {r.note}")
     print(f"# raw wrk outputs: {a.out}")
     return 3 if bad else 0
+
+
+def profile(runner: Runner, target: Target, scenarios: list[str], a: argparse.Namespace) -> int:
+    """One wrk run per scenario and size while perf samples the server (bench/profile.sh)."""
+    for sc in scenarios:
+        for size in SIZES[sc]:
+            data = Path(a.out) / f"perf-{sc}-{size}.data"
+            perf = subprocess.Popen(
+                ["perf", "record", "--call-graph", os.environ.get("PROFILE_CALL_GRAPH", "dwarf,32768"), "-F", "499", "-o", str(data), "-p", str(a.profile_pid), "--", "sleep", str(a.duration)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            r = runner.run(target, sc, size, "profile")
+            try:
+                perf.wait(timeout=a.duration + 30)
+            except subprocess.TimeoutExpired:
+                perf.kill()
+            print(
+                f"# {sc} {size}: {r.rps:.0f} req/s, p99 {r.p99} ms, server {r.us_per_request(r.server_cpu) or 0:.1f} µs/req, "
+                f"redis {r.us_per_request(r.redis_cpu) or 0:.1f} µs/req, wrk {r.us_per_request(r.wrk_cpu) or 0:.1f} µs/req {r.note}",
+                flush=True,
+            )
+            link = Path(a.out) / "perf.data"
+            link.unlink(missing_ok=True)
+            link.symlink_to(data.name)
+    return 0
 
 
 if __name__ == "__main__":
