@@ -13,6 +13,7 @@
 //! | `change_watches` | gauge | (key watches registered in the changes hub) |
 //! | `keyspace_notifications_total` | counter | (Redis keyspace events received) |
 //! | `cache_requests_total` | counter | `outcome` (`hit`, `miss`): plain reads of done-result candidates |
+//! | `cache_deferred_total` | counter | (misses not kept: a result's first recent miss) |
 //! | `cache_evictions_total` | counter | (entries dropped to stay under `cache.max_bytes`) |
 //! | `cache_invalidations_total` | counter | (keys invalidated by a write or a tracking message) |
 //! | `cache_flushes_total` | counter | (whole-cache flushes: reconnect, lost feed, `FLUSHDB`) |
@@ -123,6 +124,10 @@ fn describe() {
     metrics::describe_counter!(
         "resultd_cache_requests_total",
         "Plain reads of results looked up in the done-result cache, by outcome (hit, miss)"
+    );
+    metrics::describe_counter!(
+        "resultd_cache_deferred_total",
+        "Done-result cache misses not kept because they were a result's first recent miss"
     );
     metrics::describe_counter!(
         "resultd_cache_evictions_total",
@@ -321,6 +326,7 @@ pub fn record_gauges(waiters: usize, watches: usize) {
 pub fn record_cache(stats: &crate::store::cache::CacheStats) {
     metrics::counter!("resultd_cache_requests_total", "outcome" => "hit").absolute(stats.hits);
     metrics::counter!("resultd_cache_requests_total", "outcome" => "miss").absolute(stats.misses);
+    metrics::counter!("resultd_cache_deferred_total").absolute(stats.deferred);
     metrics::counter!("resultd_cache_evictions_total").absolute(stats.evictions);
     metrics::counter!("resultd_cache_invalidations_total").absolute(stats.invalidations);
     metrics::counter!("resultd_cache_flushes_total").absolute(stats.flushes);

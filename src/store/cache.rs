@@ -9,6 +9,10 @@
 //! entry is kept only if no invalidation of that key (or flush) happened since. Invalidation
 //! bumps the key's generation *before* removing the entry, and an insert re-checks the
 //! generation *after* inserting, so whichever of the two runs last, no stale entry survives.
+//!
+//! Admission: a done result is kept on its second miss, not its first (a doorkeeper of recent
+//! misses' fingerprints, overwritten as others come). A result read once, as in a scan over many,
+//! costs one plain read and no insert, eviction or tracked key; one read again soon is kept.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,6 +24,13 @@ use super::{Fields, HashSnapshot};
 
 /// Generation slots: keys share one by hash, so an invalidation may cost an unrelated insert.
 const SLOTS: usize = 4096;
+
+/// Bytes of cache per doorkeeper slot: the doorkeeper remembers about as many recent misses as
+/// the cache holds entries.
+const BYTES_PER_DOORKEEPER_SLOT: u64 = 512;
+
+/// Bounds of the doorkeeper's slot count (powers of two).
+const DOORKEEPER_SLOTS: std::ops::RangeInclusive<usize> = 1024..=(1 << 20);
 
 /// Bytes counted for an entry beyond its key and cells (allocation and bookkeeping).
 const ENTRY_OVERHEAD: usize = 160;
@@ -46,6 +57,7 @@ pub struct Ticket {
 struct Counters {
     hits: AtomicU64,
     misses: AtomicU64,
+    deferred: AtomicU64,
     evictions: Arc<AtomicU64>,
     invalidations: AtomicU64,
     flushes: AtomicU64,
@@ -58,6 +70,8 @@ pub struct CacheStats {
     pub hits: u64,
     /// Reads that went to the store.
     pub misses: u64,
+    /// Misses not kept because they were a result's first (the doorkeeper).
+    pub deferred: u64,
     /// Entries dropped to stay under the byte bound.
     pub evictions: u64,
     /// Keys invalidated one by one.
@@ -74,6 +88,8 @@ pub struct CacheStats {
 pub struct ResultCache {
     entries: moka::sync::Cache<String, Arc<Entry>>,
     generations: Box<[AtomicU64]>,
+    /// Fingerprints of recent misses, one per slot (0: none).
+    doorkeeper: Box<[AtomicU64]>,
     epoch: AtomicU64,
     /// Whether changes are being seen now; while not, nothing is inserted.
     live: AtomicBool,
@@ -109,9 +125,14 @@ impl ResultCache {
                 }
             })
             .build();
+        let doorkeeper_slots = usize::try_from(max_bytes / BYTES_PER_DOORKEEPER_SLOT)
+            .unwrap_or(usize::MAX)
+            .clamp(*DOORKEEPER_SLOTS.start(), *DOORKEEPER_SLOTS.end())
+            .next_power_of_two();
         Some(Self {
             entries,
             generations: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            doorkeeper: (0..doorkeeper_slots).map(|_| AtomicU64::new(0)).collect(),
             epoch: AtomicU64::new(0),
             live: AtomicBool::new(false),
             counters: Counters {
@@ -157,6 +178,22 @@ impl ResultCache {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         found
+    }
+
+    /// Whether a miss of `key` should be read for keeping: true on its second recent miss.
+    ///
+    /// A first miss leaves the key's fingerprint behind; a later miss that finds it is admitted.
+    /// Fingerprints share slots by hash, so a busy cache forgets a key read long ago.
+    pub fn admit(&self, key: &str) -> bool {
+        let hash = xxh3_64(key.as_bytes());
+        // The slot comes from the high bits, the fingerprint from all of them (never 0).
+        let slot = ((hash >> 32) as usize) & (self.doorkeeper.len() - 1);
+        let fingerprint = hash | 1;
+        let seen = self.doorkeeper[slot].swap(fingerprint, Ordering::Relaxed) == fingerprint;
+        if !seen {
+            self.counters.deferred.fetch_add(1, Ordering::Relaxed);
+        }
+        seen
     }
 
     /// A ticket for reading `key` from the store; `None` while changes are not being seen.
@@ -242,6 +279,7 @@ impl ResultCache {
         CacheStats {
             hits: self.counters.hits.load(Ordering::Relaxed),
             misses: self.counters.misses.load(Ordering::Relaxed),
+            deferred: self.counters.deferred.load(Ordering::Relaxed),
             evictions: self.counters.evictions.load(Ordering::Relaxed),
             invalidations: self.counters.invalidations.load(Ordering::Relaxed),
             flushes: self.counters.flushes.load(Ordering::Relaxed),
@@ -345,6 +383,27 @@ mod tests {
         let stats = c.stats();
         assert!(stats.bytes <= 64 * 1024, "{stats:?}");
         assert!(stats.evictions > 0, "{stats:?}");
+    }
+
+    #[test]
+    fn a_key_is_admitted_on_its_second_miss() {
+        let c = live_cache();
+        assert!(!c.admit("a"), "a first miss is not kept");
+        assert!(!c.admit("b"));
+        assert!(c.admit("a"), "a second one is");
+        assert!(c.admit("a"), "and stays admitted while remembered");
+        assert_eq!(c.stats().deferred, 2);
+    }
+
+    #[test]
+    fn the_doorkeeper_forgets_misses_long_ago() {
+        let c = live_cache();
+        assert!(!c.admit("old"));
+        // Far more distinct misses than slots: "old" has been overwritten.
+        for i in 0..(1 << 16) {
+            c.admit(&format!("k{i}"));
+        }
+        assert!(!c.admit("old"));
     }
 
     #[test]

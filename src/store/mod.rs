@@ -537,7 +537,7 @@ impl Store {
     }
 
     /// Reads a result record for a plain read: a done record comes from the cache when held,
-    /// and one read from Redis is kept for the next.
+    /// and one read from Redis on its second recent miss is kept for the next.
     pub async fn read_record(&self, key: &str) -> Result<Option<HashSnapshot>, StoreError> {
         let Some(tracking) = self.tracking() else {
             return self.read_hash(key, None).await;
@@ -547,6 +547,10 @@ impl Store {
         let cache = tracking.cache();
         if let Some(hit) = cache.get(key) {
             return Ok(Some(hit));
+        }
+        if !cache.admit(key) {
+            // A first miss: a plain read, neither kept nor tracked.
+            return self.read_hash(key, None).await;
         }
         let Some(ticket) = cache.ticket(key) else {
             return self.read_hash(key, None).await;
@@ -581,6 +585,9 @@ impl Store {
             && let Some(value) = cache.get(value_key)
         {
             return Ok((Some(record), Some(value)));
+        }
+        if !cache.admit(record_key) {
+            return uncached.await;
         }
         let (Some(record_ticket), Some(value_ticket)) = (cache.ticket(record_key), cache.ticket(value_key)) else {
             return uncached.await;

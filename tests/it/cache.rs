@@ -267,11 +267,14 @@ async fn the_cache_stays_under_its_bound_with_ten_times_as_many_results_read() {
             assert_eq!(r.status, 201);
         }
     }
+    // Each chunk read twice: a result is kept on its second recent miss.
     for chunk in ids.chunks(200) {
         let uris: Vec<String> = chunk.iter().map(|id| format!("/results/{id}")).collect();
-        let gets = uris.iter().map(|uri| app.get(uri));
-        for r in futures::future::join_all(gets).await {
-            assert_eq!(r.status, 200);
+        for _ in 0..2 {
+            let gets = uris.iter().map(|uri| app.get(uri));
+            for r in futures::future::join_all(gets).await {
+                assert_eq!(r.status, 200);
+            }
         }
     }
     let s = stats(&app);
@@ -282,6 +285,7 @@ async fn the_cache_stays_under_its_bound_with_ten_times_as_many_results_read() {
     let text = String::from_utf8_lossy(&metrics.body).into_owned();
     for name in [
         "resultd_cache_requests_total",
+        "resultd_cache_deferred_total",
         "resultd_cache_evictions_total",
         "resultd_cache_invalidations_total",
         "resultd_cache_bytes",
@@ -333,4 +337,30 @@ async fn with_the_cache_off_nothing_is_kept() {
     app.redis()
         .cli(&["HSET", &format!("test.mognet.result.{id}"), "state", "\"FAILURE\""]);
     assert_eq!(app.get(&format!("/results/{id}")).await.json()["state"], "FAILURE");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_read_once_is_not_kept_and_one_read_again_is() {
+    let app = cached_app().await;
+    let id = new_id();
+    let uri = format!("/results/{id}");
+    assert_eq!(app.put(&uri, json!({"state": "SUCCESS"})).await.status, 201);
+    let before = stats(&app);
+    assert_eq!(app.get(&uri).await.status, 200);
+    let after_one = stats(&app);
+    assert_eq!(after_one.deferred, before.deferred + 1, "{after_one:?}");
+    assert_eq!(
+        after_one.entries, before.entries,
+        "a first miss is not kept: {after_one:?}"
+    );
+    assert_eq!(app.get(&uri).await.status, 200);
+    let after_two = stats(&app);
+    assert_eq!(after_two.deferred, after_one.deferred, "{after_two:?}");
+    assert_eq!(
+        after_two.entries,
+        after_one.entries + 1,
+        "a second miss is kept: {after_two:?}"
+    );
+    assert_eq!(app.get(&uri).await.status, 200);
+    assert_eq!(stats(&app).hits, after_two.hits + 1, "the third read is a hit");
 }
