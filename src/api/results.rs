@@ -18,7 +18,7 @@ use crate::store::keys;
 use crate::store::results::{self, PatchOutcome, Precondition, PutOutcome, ResultView};
 
 /// A result record as the API shows it: mognet's 11 fields plus `app`, `done` and `ttl`.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({
     "id": "3f0c8a52-1f4e-4b7a-9d55-0e8f2b4c6a10", "app": "billing", "name": "invoices.render",
     "state": "SUCCESS", "done": true, "number_of_starts": 1, "number_of_stops": 1,
@@ -389,6 +389,84 @@ pub fn record_response(status: StatusCode, app: &AppName, view: &ResultView) -> 
     response
 }
 
+/// A record's `200` answer made once but for its TTL, which counts down: a cached record keeps
+/// it, so a read from memory decodes, hashes and serialises nothing.
+#[derive(Debug)]
+pub struct RenderedRecord {
+    etag: String,
+    etag_header: Option<HeaderValue>,
+    body: ResultBody,
+    /// The JSON body up to the TTL's value (the body ends with `ttl`).
+    head: Option<Vec<u8>>,
+}
+
+impl RenderedRecord {
+    /// The answer for `view` (whose `ttl` is ignored).
+    pub fn of(app: &AppName, view: &ResultView) -> Self {
+        let mut body = ResultBody::new(app, view);
+        body.ttl = None;
+        let head = serde_json::to_vec(&body).ok().and_then(|mut json| {
+            let tail: &[u8] = b"\"ttl\":null}";
+            json.ends_with(tail).then(|| {
+                json.truncate(json.len() - b"null}".len());
+                json
+            })
+        });
+        Self {
+            etag_header: HeaderValue::from_str(&view.etag).ok(),
+            etag: view.etag.clone(),
+            body,
+            head,
+        }
+    }
+
+    /// The record's strong ETag.
+    pub fn etag(&self) -> &str {
+        &self.etag
+    }
+
+    /// The `304` answer.
+    fn not_modified(&self) -> Response {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        if let Some(v) = &self.etag_header {
+            response.headers_mut().insert(header::ETAG, v.clone());
+        }
+        response
+    }
+
+    /// The `200` answer with `ttl` seconds left (`None`: never expires).
+    fn response(&self, ttl: Option<i64>) -> Response {
+        let mut response = match &self.head {
+            Some(head) => {
+                use std::io::Write;
+                let mut json = Vec::with_capacity(head.len() + 21);
+                json.extend_from_slice(head);
+                match ttl {
+                    Some(t) => {
+                        let _ = write!(json, "{t}");
+                    }
+                    None => json.extend_from_slice(b"null"),
+                }
+                json.push(b'}');
+                let mut response = Response::new(axum::body::Body::from(json));
+                response
+                    .headers_mut()
+                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                response
+            }
+            None => {
+                let mut body = self.body.clone();
+                body.ttl = ttl;
+                axum::Json(body).into_response()
+            }
+        };
+        if let Some(v) = &self.etag_header {
+            response.headers_mut().insert(header::ETAG, v.clone());
+        }
+        response
+    }
+}
+
 pub(crate) fn not_found(app: &AppName, id: &ResultId) -> ApiError {
     ApiError::new(ErrorCode::ResultNotFound, format!("no result {id} in app {app}"))
 }
@@ -420,8 +498,8 @@ pub async fn get_result(
     let app = app_name(&ctx, params.app.as_deref())?;
     let wait = wait_request(&ctx, params.wait, &headers)?;
     let store = ctx.store();
-    let view = match wait {
-        None => results::get_cached(store, &app, &id)
+    let (rendered, ttl) = match wait {
+        None => results::get_rendered(store, &app, &id, |view| RenderedRecord::of(&app, view))
             .await?
             .ok_or_else(|| not_found(&app, &id))?,
         Some(wait) => {
@@ -445,14 +523,10 @@ pub async fn get_result(
             }
         }
     };
-    if none_match(&headers, &view.etag) {
-        let mut response = StatusCode::NOT_MODIFIED.into_response();
-        if let Ok(v) = HeaderValue::from_str(&view.etag) {
-            response.headers_mut().insert(header::ETAG, v);
-        }
-        return Ok(response);
+    if none_match(&headers, rendered.etag()) {
+        return Ok(rendered.not_modified());
     }
-    Ok(record_response(StatusCode::OK, &app, &view))
+    Ok(rendered.response(ttl))
 }
 
 /// Creates or replaces a result record.
@@ -590,5 +664,40 @@ pub async fn delete_result(
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found(&app, &id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(response: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .expect("a body");
+        serde_json::from_slice(&bytes).expect("JSON")
+    }
+
+    #[tokio::test]
+    async fn a_rendered_record_answers_what_the_record_body_says_for_any_ttl() {
+        let app = AppName::parse("test").expect("an app");
+        let mut record = ResultRecord::pending(ResultId::new_v4(), Utc::now());
+        record.name = Some("tasks.\"quoted\"".to_owned());
+        let view = ResultView {
+            record,
+            etag: "\"0123\"".to_owned(),
+            ttl: Some(99),
+        };
+        let rendered = RenderedRecord::of(&app, &view);
+        assert!(rendered.head.is_some(), "the body ends with its ttl");
+        for ttl in [Some(1_814_400), Some(1), None] {
+            let response = rendered.response(ttl);
+            assert_eq!(response.headers()[header::ETAG], "\"0123\"");
+            assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+            let mut expected = ResultBody::new(&app, &view);
+            expected.ttl = ttl;
+            assert_eq!(body_of(response).await, serde_json::to_value(&expected).expect("JSON"));
+        }
+        assert_eq!(rendered.not_modified().status(), StatusCode::NOT_MODIFIED);
     }
 }

@@ -14,8 +14,9 @@
 //! misses' fingerprints, overwritten as others come). A result read once, as in a scan over many,
 //! costs one plain read and no insert, eviction or tracked key; one read again soon is kept.
 
-use std::sync::Arc;
+use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use xxhash_rust::xxh3::xxh3_64;
@@ -36,11 +37,40 @@ const DOORKEEPER_SLOTS: std::ops::RangeInclusive<usize> = 1024..=(1 << 20);
 const ENTRY_OVERHEAD: usize = 160;
 
 /// One cached hash and when it expires in the store.
-#[derive(Debug)]
 struct Entry {
     fields: Fields,
     /// The store's expiry, read with the hash (`None`: never expires).
     expires_at: Option<Instant>,
+    /// What a reader made of the cells (a decoded view, a rendered answer), made once.
+    derived: OnceLock<Arc<dyn Any + Send + Sync>>,
+}
+
+/// A cached hash as a reader holds it: its cells, its remaining TTL, what was derived from it.
+pub struct Held {
+    entry: Arc<Entry>,
+    /// Remaining time to live in milliseconds; `None` when the key never expires.
+    pub ttl_ms: Option<i64>,
+}
+
+impl Held {
+    /// The cached cells.
+    pub fn fields(&self) -> &Fields {
+        &self.entry.fields
+    }
+
+    /// What `derive` makes of the cells, made on the first call and shared by the later ones
+    /// (the cells never change: a changed key is a new entry).
+    pub fn derived<T: Any + Send + Sync, E>(&self, derive: impl FnOnce(&Fields) -> Result<T, E>) -> Result<Arc<T>, E> {
+        if let Some(done) = self.entry.derived.get()
+            && let Ok(done) = Arc::clone(done).downcast::<T>()
+        {
+            return Ok(done);
+        }
+        let made = Arc::new(derive(&self.entry.fields)?);
+        // A concurrent reader may have set it first: both made the same thing.
+        let _ = self.entry.derived.set(made.clone());
+        Ok(made)
+    }
 }
 
 /// A reader's claim, taken before it reads the store: its entry is kept only if still valid.
@@ -103,8 +133,10 @@ impl std::fmt::Debug for ResultCache {
     }
 }
 
+/// An entry's bytes: its key, its cells, and what readers derive from them (a rendered answer
+/// is about as large as the values, so they count twice).
 fn weight(key: &str, fields: &Fields) -> u32 {
-    let cells: usize = fields.iter().map(|(f, v)| f.len() + v.len() + 32).sum();
+    let cells: usize = fields.iter().map(|(f, v)| f.len() + 2 * v.len() + 32).sum();
     u32::try_from(key.len() + cells + ENTRY_OVERHEAD).unwrap_or(u32::MAX)
 }
 
@@ -153,8 +185,8 @@ impl ResultCache {
         (xxh3_64(key.as_bytes()) as usize) & (SLOTS - 1)
     }
 
-    /// The hash of `key` if held and not expired, with its remaining TTL counted down.
-    pub fn get(&self, key: &str) -> Option<HashSnapshot> {
+    /// The entry of `key`, when held and not yet expired (a hit or a miss, counted).
+    pub fn hold(&self, key: &str) -> Option<Held> {
         let found = self.entries.get(key).and_then(|entry| {
             let ttl_ms = match entry.expires_at {
                 None => None,
@@ -166,10 +198,7 @@ impl ResultCache {
                     Some(i64::try_from(left.as_millis()).unwrap_or(i64::MAX).max(1))
                 }
             };
-            Some(HashSnapshot {
-                fields: entry.fields.clone(),
-                ttl_ms,
-            })
+            Some(Held { entry, ttl_ms })
         });
         let counter = if found.is_some() {
             &self.counters.hits
@@ -178,6 +207,14 @@ impl ResultCache {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         found
+    }
+
+    /// The snapshot of `key`, when held and not yet expired.
+    pub fn get(&self, key: &str) -> Option<HashSnapshot> {
+        self.hold(key).map(|held| HashSnapshot {
+            fields: held.fields().clone(),
+            ttl_ms: held.ttl_ms,
+        })
     }
 
     /// Whether a miss of `key` should be read for keeping: true on its second recent miss.
@@ -234,6 +271,7 @@ impl ResultCache {
         let entry = Arc::new(Entry {
             fields: snapshot.fields.clone(),
             expires_at,
+            derived: OnceLock::new(),
         });
         self.entries.insert(key.to_owned(), entry);
         if !self.still_valid(ticket) {
@@ -317,6 +355,39 @@ mod tests {
         assert_eq!(got.fields, snap("SUCCESS", None).fields);
         let ttl = got.ttl_ms.unwrap();
         assert!(ttl <= 60_000 && ttl > 50_000, "{ttl}");
+    }
+
+    #[test]
+    fn what_is_derived_from_an_entry_is_made_once_and_dies_with_it() {
+        let c = live_cache();
+        let t = c.ticket("k").unwrap();
+        c.insert(&t, "k", &snap("SUCCESS", None));
+        let made = AtomicU64::new(0);
+        let derive = |f: &Fields| {
+            made.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, ()>(f[0].1.len())
+        };
+        for _ in 0..3 {
+            assert_eq!(*c.hold("k").unwrap().derived(derive).unwrap(), 7);
+        }
+        assert_eq!(made.load(Ordering::Relaxed), 1);
+        // Another type is made from the cells without replacing the first.
+        assert_eq!(
+            *c.hold("k").unwrap().derived(|_| Ok::<_, ()>("other")).unwrap(),
+            "other"
+        );
+        assert_eq!(*c.hold("k").unwrap().derived(derive).unwrap(), 7);
+        assert_eq!(made.load(Ordering::Relaxed), 1);
+        // A new entry for the key derives afresh; a failed derivation is not kept.
+        c.invalidate("k");
+        let t = c.ticket("k").unwrap();
+        c.insert(&t, "k", &snap("FAILURE", None));
+        assert_eq!(
+            c.hold("k").unwrap().derived(|_| Err::<usize, _>("bad")).unwrap_err(),
+            "bad"
+        );
+        assert_eq!(*c.hold("k").unwrap().derived(derive).unwrap(), 7);
+        assert_eq!(made.load(Ordering::Relaxed), 2);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod rigatoni;
 pub mod tracking;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -52,8 +53,13 @@ impl HashSnapshot {
 
     /// Remaining TTL in whole seconds, rounded up.
     pub fn ttl_seconds(&self) -> Option<i64> {
-        self.ttl_ms.map(|ms| (ms + 999) / 1000)
+        seconds_left(self.ttl_ms)
     }
+}
+
+/// A remaining TTL in milliseconds as whole seconds, rounded up.
+pub fn seconds_left(ttl_ms: Option<i64>) -> Option<i64> {
+    ttl_ms.map(|ms| (ms + 999) / 1000)
 }
 
 /// A wait's hold on the published channels of its keys; dropping it releases them.
@@ -72,7 +78,7 @@ pub struct StringSnapshot {
 impl StringSnapshot {
     /// Remaining TTL in whole seconds, rounded up.
     pub fn ttl_seconds(&self) -> Option<i64> {
-        self.ttl_ms.map(|ms| (ms + 999) / 1000)
+        seconds_left(self.ttl_ms)
     }
 }
 
@@ -536,32 +542,43 @@ impl Store {
         }
     }
 
-    /// Reads a result record for a plain read: a done record comes from the cache when held,
+    /// Reads a result record for a plain read, as what `derive` makes of its cells, with its
+    /// remaining TTL: a done record comes from the cache when held (derived once per entry),
     /// and one read from Redis on its second recent miss is kept for the next.
-    pub async fn read_record(&self, key: &str) -> Result<Option<HashSnapshot>, StoreError> {
-        let Some(tracking) = self.tracking() else {
-            return self.read_hash(key, None).await;
+    pub async fn read_record_derived<T: std::any::Any + Send + Sync>(
+        &self,
+        key: &str,
+        derive: impl FnOnce(&Fields) -> Result<T, StoreError>,
+    ) -> Result<Option<(Arc<T>, Option<i64>)>, StoreError> {
+        let snap = 'read: {
+            let Some(tracking) = self.tracking() else {
+                break 'read self.read_hash(key, None).await?;
+            };
+            let cache = tracking.cache();
+            if let Some(held) = cache.hold(key) {
+                return Ok(Some((held.derived(derive)?, held.ttl_ms)));
+            }
+            if !cache.admit(key) {
+                // A first miss: a plain read, neither kept nor tracked.
+                break 'read self.read_hash(key, None).await?;
+            }
+            let Some(ticket) = cache.ticket(key) else {
+                break 'read self.read_hash(key, None).await?;
+            };
+            // fred's futures are several KiB: boxed, as in every store call, so that a caller's
+            // future (a held wait's) stays small.
+            let snap = instrumented("read_hash", Box::pin(tracking.read(key))).await?;
+            if let Some(s) = &snap
+                && is_done_record(s)
+            {
+                cache.insert(&ticket, key, s);
+            }
+            snap
         };
-        // fred's futures are several KiB: boxed, as in every store call, so that a caller's
-        // future (a held wait's) stays small.
-        let cache = tracking.cache();
-        if let Some(hit) = cache.get(key) {
-            return Ok(Some(hit));
+        match snap {
+            Some(s) => Ok(Some((Arc::new(derive(&s.fields)?), s.ttl_ms))),
+            None => Ok(None),
         }
-        if !cache.admit(key) {
-            // A first miss: a plain read, neither kept nor tracked.
-            return self.read_hash(key, None).await;
-        }
-        let Some(ticket) = cache.ticket(key) else {
-            return self.read_hash(key, None).await;
-        };
-        let snap = instrumented("read_hash", Box::pin(tracking.read(key))).await?;
-        if let Some(s) = &snap
-            && is_done_record(s)
-        {
-            cache.insert(&ticket, key, s);
-        }
-        Ok(snap)
     }
 
     /// Reads a record and its value holder for a plain read, from the cache when both are held

@@ -5,7 +5,9 @@
 //! in between. A value and the state that makes it readable go in one atomic batch, value first,
 //! so a Python waiter that sees a ready state always finds the value (mognet-layout §12.3).
 
+use std::any::Any;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -341,13 +343,28 @@ pub async fn get_value<S: ResultStore>(store: &S, app: &AppName, id: &ResultId) 
     value_read(&key, &value_key, *id, hashes.pop().flatten(), value)
 }
 
-/// [`get`] for a plain read: a done result may be answered from the cache.
-pub async fn get_cached(store: &Store, app: &AppName, id: &ResultId) -> Result<Option<ResultView>, StoreError> {
+/// [`get`] for a plain read, as what `render` makes of the view, with the TTL in seconds.
+///
+/// `render` is not given the TTL (it counts down). A done result may be answered from the
+/// cache, rendered once while it is held.
+pub async fn get_rendered<T: Any + Send + Sync>(
+    store: &Store,
+    app: &AppName,
+    id: &ResultId,
+    render: impl FnOnce(&ResultView) -> T,
+) -> Result<Option<(Arc<T>, Option<i64>)>, StoreError> {
     let key = keys::result(app, id);
-    match store.read_record(&key).await? {
-        Some(snap) => Ok(Some(view_of(&key, *id, &snap)?)),
-        None => Ok(None),
-    }
+    let read = store
+        .read_record_derived(&key, |fields| {
+            let view = ResultView {
+                record: codec::decode_record(*id, fields).map_err(|e| corrupt(&key, &e))?,
+                etag: codec::etag(fields),
+                ttl: None,
+            };
+            Ok(render(&view))
+        })
+        .await?;
+    Ok(read.map(|(rendered, ttl_ms)| (rendered, super::seconds_left(ttl_ms))))
 }
 
 /// [`get_value`] for a plain read: a done result and its value may be answered from the cache.
