@@ -334,11 +334,11 @@ pub async fn get_result_value(
         ValueRead::Value(view, stored) => (view, stored),
     };
     let (body, gzip) = if stored.gzip && gzip_accepted {
-        (stored.contents, true)
+        (stored.contents.clone(), true)
     } else if stored.gzip {
         let plain = ctx
             .compression()
-            .inflate_stored(stored.contents)
+            .inflate_stored(stored.contents.clone())
             .await
             .map_err(|e| match e {
                 InflateError::Interrupted(_) => ApiError::new(ErrorCode::Internal, "the value could not be inflated")
@@ -348,7 +348,7 @@ pub async fn get_result_value(
             })?;
         (Bytes::from(plain), false)
     } else {
-        (stored.contents, false)
+        (stored.contents.clone(), false)
     };
     let mut response = Response::new(Body::from(body));
     let h = response.headers_mut();

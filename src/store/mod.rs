@@ -57,6 +57,36 @@ impl HashSnapshot {
     }
 }
 
+/// A hash as a plain read found it: held in the cache, or read from the store now.
+pub enum Found {
+    /// From the cache: what is derived from it is kept with it.
+    Held(cache::Held),
+    /// From the store.
+    Read(HashSnapshot),
+}
+
+impl Found {
+    /// What `derive` makes of the cells: made once per cached entry, or now for a read.
+    pub fn derived<T: std::any::Any + Send + Sync, E>(
+        &self,
+        derive: impl FnOnce(&Fields) -> Result<T, E>,
+    ) -> Result<Arc<T>, E> {
+        match self {
+            Self::Held(held) => held.derived(derive),
+            Self::Read(snap) => Ok(Arc::new(derive(&snap.fields)?)),
+        }
+    }
+
+    /// Remaining time to live in milliseconds; `None` when the key never expires (or its TTL
+    /// was not read).
+    pub fn ttl_ms(&self) -> Option<i64> {
+        match self {
+            Self::Held(held) => held.ttl_ms,
+            Self::Read(snap) => snap.ttl_ms,
+        }
+    }
+}
+
 /// A remaining TTL in milliseconds as whole seconds, rounded up.
 pub fn seconds_left(ttl_ms: Option<i64>) -> Option<i64> {
     ttl_ms.map(|ms| (ms + 999) / 1000)
@@ -542,43 +572,32 @@ impl Store {
         }
     }
 
-    /// Reads a result record for a plain read, as what `derive` makes of its cells, with its
-    /// remaining TTL: a done record comes from the cache when held (derived once per entry),
+    /// Reads a result record for a plain read: a done record comes from the cache when held,
     /// and one read from Redis on its second recent miss is kept for the next.
-    pub async fn read_record_derived<T: std::any::Any + Send + Sync>(
-        &self,
-        key: &str,
-        derive: impl FnOnce(&Fields) -> Result<T, StoreError>,
-    ) -> Result<Option<(Arc<T>, Option<i64>)>, StoreError> {
-        let snap = 'read: {
-            let Some(tracking) = self.tracking() else {
-                break 'read self.read_hash(key, None).await?;
-            };
-            let cache = tracking.cache();
-            if let Some(held) = cache.hold(key) {
-                return Ok(Some((held.derived(derive)?, held.ttl_ms)));
-            }
-            if !cache.admit(key) {
-                // A first miss: a plain read, neither kept nor tracked.
-                break 'read self.read_hash(key, None).await?;
-            }
-            let Some(ticket) = cache.ticket(key) else {
-                break 'read self.read_hash(key, None).await?;
-            };
-            // fred's futures are several KiB: boxed, as in every store call, so that a caller's
-            // future (a held wait's) stays small.
-            let snap = instrumented("read_hash", Box::pin(tracking.read(key))).await?;
-            if let Some(s) = &snap
-                && is_done_record(s)
-            {
-                cache.insert(&ticket, key, s);
-            }
-            snap
+    pub async fn read_record(&self, key: &str) -> Result<Option<Found>, StoreError> {
+        let Some(tracking) = self.tracking() else {
+            return Ok(self.read_hash(key, None).await?.map(Found::Read));
         };
-        match snap {
-            Some(s) => Ok(Some((Arc::new(derive(&s.fields)?), s.ttl_ms))),
-            None => Ok(None),
+        let cache = tracking.cache();
+        if let Some(held) = cache.hold(key) {
+            return Ok(Some(Found::Held(held)));
         }
+        if !cache.admit(key) {
+            // A first miss: a plain read, neither kept nor tracked.
+            return Ok(self.read_hash(key, None).await?.map(Found::Read));
+        }
+        let Some(ticket) = cache.ticket(key) else {
+            return Ok(self.read_hash(key, None).await?.map(Found::Read));
+        };
+        // fred's futures are several KiB: boxed, as in every store call, so that a caller's
+        // future (a held wait's) stays small.
+        let snap = instrumented("read_hash", Box::pin(tracking.read(key))).await?;
+        if let Some(s) = &snap
+            && is_done_record(s)
+        {
+            cache.insert(&ticket, key, s);
+        }
+        Ok(snap.map(Found::Read))
     }
 
     /// Reads a record and its value holder for a plain read, from the cache when both are held
@@ -587,10 +606,10 @@ impl Store {
         &self,
         record_key: &str,
         value_key: &str,
-    ) -> Result<(Option<HashSnapshot>, Option<HashSnapshot>), StoreError> {
+    ) -> Result<(Option<Found>, Option<Found>), StoreError> {
         let uncached = async {
             let mut hashes = self.read_fields(&[record_key.to_owned(), value_key.to_owned()]).await?;
-            let as_snapshot = |f: Option<Fields>| f.map(|fields| HashSnapshot { fields, ttl_ms: None });
+            let as_snapshot = |f: Option<Fields>| f.map(|fields| Found::Read(HashSnapshot { fields, ttl_ms: None }));
             let value = as_snapshot(hashes.pop().flatten());
             Ok((as_snapshot(hashes.pop().flatten()), value))
         };
@@ -598,10 +617,10 @@ impl Store {
             return uncached.await;
         };
         let cache = tracking.cache();
-        if let Some(record) = cache.get(record_key)
-            && let Some(value) = cache.get(value_key)
+        if let Some(record) = cache.hold(record_key)
+            && let Some(value) = cache.hold(value_key)
         {
-            return Ok((Some(record), Some(value)));
+            return Ok((Some(Found::Held(record)), Some(Found::Held(value))));
         }
         if !cache.admit(record_key) {
             return uncached.await;
@@ -616,7 +635,7 @@ impl Store {
             cache.insert(&value_ticket, value_key, v);
             cache.insert(&record_ticket, record_key, r);
         }
-        Ok((record, value))
+        Ok((record.map(Found::Read), value.map(Found::Read)))
     }
 
     /// The waiters on keys whose writers publish on the key's name (Celery): apart from the

@@ -88,11 +88,11 @@ pub enum ValueRead {
     /// No such result.
     NotFound,
     /// The result is not done.
-    NotReady(ResultView),
+    NotReady(Arc<ResultView>),
     /// Done, but the value key is gone (expired or never written).
-    Expired(ResultView),
+    Expired(Arc<ResultView>),
     /// The stored value.
-    Value(ResultView, StoredValue),
+    Value(Arc<ResultView>, Arc<StoredValue>),
 }
 
 fn corrupt(key: &str, e: &codec::CorruptField) -> StoreError {
@@ -354,25 +354,39 @@ pub async fn get_rendered<T: Any + Send + Sync>(
     render: impl FnOnce(&ResultView) -> T,
 ) -> Result<Option<(Arc<T>, Option<i64>)>, StoreError> {
     let key = keys::result(app, id);
-    let read = store
-        .read_record_derived(&key, |fields| {
-            let view = ResultView {
-                record: codec::decode_record(*id, fields).map_err(|e| corrupt(&key, &e))?,
-                etag: codec::etag(fields),
-                ttl: None,
-            };
-            Ok(render(&view))
-        })
-        .await?;
-    Ok(read.map(|(rendered, ttl_ms)| (rendered, super::seconds_left(ttl_ms))))
+    let Some(found) = store.read_record(&key).await? else {
+        return Ok(None);
+    };
+    let rendered = found.derived(|fields| Ok(render(&untimed_view(&key, *id, fields)?)))?;
+    Ok(Some((rendered, super::seconds_left(found.ttl_ms()))))
 }
 
-/// [`get_value`] for a plain read: a done result and its value may be answered from the cache.
+/// The view of a record's cells, without a TTL.
+fn untimed_view(key: &str, id: ResultId, fields: &codec::Fields) -> Result<ResultView, StoreError> {
+    Ok(ResultView {
+        record: codec::decode_record(id, fields).map_err(|e| corrupt(key, &e))?,
+        etag: codec::etag(fields),
+        ttl: None,
+    })
+}
+
+/// [`get_value`] for a plain read: a done result and its value may be answered from the cache,
+/// decoded once while they are held.
 pub async fn get_value_cached(store: &Store, app: &AppName, id: &ResultId) -> Result<ValueRead, StoreError> {
     let key = keys::result(app, id);
     let value_key = keys::value(app, id);
     let (record, value) = store.read_record_and_value(&key, &value_key).await?;
-    value_read(&key, &value_key, *id, record.map(|r| r.fields), value.map(|v| v.fields))
+    let Some(record) = record else {
+        return Ok(ValueRead::NotFound);
+    };
+    let view = record.derived(|fields| untimed_view(&key, *id, fields))?;
+    let stored = match &value {
+        Some(v) if view.record.is_done() => {
+            Some(v.derived(|fields| codec::decode_value(fields).map_err(|e| corrupt(&value_key, &e)))?)
+        }
+        _ => None,
+    };
+    Ok(value_outcome(view, stored))
 }
 
 fn value_read(
@@ -385,16 +399,24 @@ fn value_read(
     let Some(fields) = record else {
         return Ok(ValueRead::NotFound);
     };
-    let view = view_of(key, id, &HashSnapshot { fields, ttl_ms: None })?;
-    if !view.record.is_done() {
-        return Ok(ValueRead::NotReady(view));
-    }
-    match value {
-        None => Ok(ValueRead::Expired(view)),
-        Some(v) => {
-            let stored = codec::decode_value(&v).map_err(|e| corrupt(value_key, &e))?;
-            Ok(ValueRead::Value(view, stored))
+    let view = Arc::new(untimed_view(key, id, &fields)?);
+    let stored = match value {
+        Some(v) if view.record.is_done() => {
+            Some(Arc::new(codec::decode_value(&v).map_err(|e| corrupt(value_key, &e))?))
         }
+        _ => None,
+    };
+    Ok(value_outcome(view, stored))
+}
+
+/// What a read of a record and its decoded value (read only when the record is done) found.
+fn value_outcome(view: Arc<ResultView>, stored: Option<Arc<StoredValue>>) -> ValueRead {
+    if !view.record.is_done() {
+        return ValueRead::NotReady(view);
+    }
+    match stored {
+        None => ValueRead::Expired(view),
+        Some(stored) => ValueRead::Value(view, stored),
     }
 }
 
